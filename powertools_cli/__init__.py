@@ -1,0 +1,1 @@
+"""The ``powertools`` command: parse, call powertools_core, render. No SQL, no business logic."""

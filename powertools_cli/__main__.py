@@ -1,0 +1,3 @@
+from powertools_cli.app import main
+
+main()

@@ -1,0 +1,47 @@
+"""The root ``powertools`` app: global flags, command registration, the entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from powertools_cli.commands import db, install
+from powertools_core.version import __version__
+
+app = typer.Typer(
+    name="powertools",
+    help="Operate and run PostgreSQL job queues on the Oban schema.\n\n"
+    "Start with `powertools install`, then `powertools worker run --app myapp.workers`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"powertools {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Operate and run PostgreSQL job queues on the Oban schema."""
+
+
+app.command("install")(install.install_command)
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    app(prog_name="powertools")

@@ -1,0 +1,216 @@
+"""``install``: create Oban's core schema when absent, then apply powertools' own migrations.
+
+Everything runs in one transaction under an advisory lock keyed by the schema, so concurrent
+installs serialise and an interrupted install leaves nothing half-written. Alembic runs from code
+with its scripts inside the package, so a plain ``pip install`` works from any directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from pydantic import BaseModel
+from sqlalchemy.engine import Connection
+
+from powertools_core.config import Settings
+from powertools_core.db.connection import resolve_url, sqlalchemy_engine, translated
+from powertools_core.db.identifiers import qualify, validate_prefix
+from powertools_core.db.urls import mask_url
+from powertools_core.results import CommandResult
+from powertools_core.schema import oban
+from powertools_core.schema.powertools import VERSION_TABLE
+
+SCRIPT_LOCATION = "powertools_core:migrations"
+
+
+class ObanCore(BaseModel):
+    """What install found or did about Oban's own objects."""
+
+    action: Literal["created", "found", "would_create"]
+    version: int | None
+    expected_version: int = oban.OBAN_VERSION
+    missing_tables: list[str] = []
+
+
+class InstallResult(CommandResult):
+    command: Literal["install"] = "install"
+    database: str
+    prefix: str
+    dry_run: bool
+    oban: ObanCore
+    revision_before: str | None
+    revision_after: str | None
+    applied: list[str]
+    up_to_date: bool
+    warnings: list[str] = []
+    sql: str | None = None
+
+    def exit_status(self) -> int:
+        return 1 if self.warnings else 0
+
+
+class MigrationStatus(BaseModel):
+    current: str | None
+    head: str
+    pending: list[str]
+    unknown: bool
+
+
+def lock_key(prefix: str) -> int:
+    """A stable signed 64-bit advisory lock key per schema."""
+    digest = hashlib.sha256(f"powertools:install:{prefix}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _config(prefix: str, *, connection: Connection | None = None, buffer: Any = None) -> Config:
+    cfg = Config(output_buffer=buffer) if buffer is not None else Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["schema"] = prefix
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config("public")).get_current_head()
+    assert head is not None
+    return head
+
+
+def _revisions_between(current: str | None) -> list[str]:
+    script = ScriptDirectory.from_config(_config("public"))
+    revs = [r.revision for r in script.iterate_revisions("head", current or "base")]
+    return list(reversed(revs))
+
+
+def current_revision(conn: Connection, prefix: str) -> str | None:
+    ctx = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": prefix}
+    )
+    return ctx.get_current_revision()
+
+
+def migration_status(conn: Connection, prefix: str) -> MigrationStatus:
+    """Current vs head, for ``doctor``; an unknown revision means a newer powertools wrote it."""
+    current = current_revision(conn, prefix)
+    head = head_revision()
+    script = ScriptDirectory.from_config(_config(prefix))
+    known = current is None or script.get_revision(current) is not None
+    try:
+        pending = _revisions_between(current) if known else []
+    except Exception:
+        pending, known = [], False
+    return MigrationStatus(current=current, head=head, pending=pending, unknown=not known)
+
+
+def _inspect(conn: Connection, prefix: str) -> tuple[bool, bool, int | None, list[str]]:
+    """(schema exists, oban_jobs exists, Oban version, missing Oban side tables)."""
+    row = conn.exec_driver_sql(oban.SELECT_OBAN_VERSION, {"schema": prefix}).first()
+    if row is None:
+        return False, False, None, []
+    present, comment = bool(row[0]), row[1]
+    missing: list[str] = []
+    if present:
+        names = ["oban_peers", "oban_producers"]
+        found = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                oban.SELECT_TABLES_PRESENT, {"schema": prefix, "names": names}
+            )
+        }
+        missing = [n for n in names if n not in found]
+    return True, present, oban.parse_version(comment), missing
+
+
+def _oban_ddl(prefix: str, schema_exists: bool) -> list[str]:
+    stmts = list(oban.CREATE_OBAN_CORE)
+    if schema_exists:
+        stmts = [s for s in stmts if not s.startswith("CREATE SCHEMA")]
+    return [qualify(s, prefix) for s in stmts]
+
+
+def _version_warnings(version: int | None) -> list[str]:
+    if version is None:
+        return [
+            "oban_jobs has no Oban version comment; powertools expects Oban v14 "
+            "(powertools never alters Oban's objects: upgrade with Oban's own migrations)"
+        ]
+    if version < oban.OBAN_VERSION:
+        return [
+            f"oban_jobs is at Oban v{version}; powertools expects v{oban.OBAN_VERSION} "
+            "(upgrade with Oban's own migrations; powertools never alters Oban's objects)"
+        ]
+    return []
+
+
+def install(settings: Settings, *, dry_run: bool = False) -> InstallResult:
+    prefix = validate_prefix(settings.prefix)
+    url = resolve_url(settings)
+    engine = sqlalchemy_engine(url)
+    with translated(url), engine.connect() as conn:
+        if dry_run:
+            return _dry_run(conn, url, prefix)
+        with conn.begin():
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key(prefix),))
+            schema_exists, oban_present, version, missing = _inspect(conn, prefix)
+            if oban_present:
+                action: Literal["created", "found"] = "found"
+                warnings = _version_warnings(version)
+            else:
+                for stmt in _oban_ddl(prefix, schema_exists):
+                    conn.exec_driver_sql(stmt)
+                action, version, missing, warnings = "created", oban.OBAN_VERSION, [], []
+            before = current_revision(conn, prefix)
+            applied = _revisions_between(before)
+            if applied:
+                command.upgrade(_config(prefix, connection=conn), "head")
+            after = current_revision(conn, prefix)
+    return InstallResult(
+        database=mask_url(url),
+        prefix=prefix,
+        dry_run=False,
+        oban=ObanCore(action=action, version=version, missing_tables=missing),
+        revision_before=before,
+        revision_after=after,
+        applied=applied,
+        up_to_date=not applied and action == "found",
+        warnings=warnings,
+    )
+
+
+def _dry_run(conn: Connection, url: str, prefix: str) -> InstallResult:
+    with conn.begin():
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        schema_exists, oban_present, version, missing = _inspect(conn, prefix)
+        before = current_revision(conn, prefix) if schema_exists else None
+    parts: list[str] = []
+    if not oban_present:
+        parts += [s + ";" for s in _oban_ddl(prefix, schema_exists)]
+    applied = _revisions_between(before)
+    if applied:
+        buf = io.StringIO()
+        span = f"{before}:head" if before else "head"
+        command.upgrade(_config(prefix, buffer=buf), span, sql=True)
+        parts.append(buf.getvalue().strip())
+    return InstallResult(
+        database=mask_url(url),
+        prefix=prefix,
+        dry_run=True,
+        oban=ObanCore(
+            action="found" if oban_present else "would_create",
+            version=version if oban_present else None,
+            missing_tables=missing,
+        ),
+        revision_before=before,
+        revision_after=before,
+        applied=applied,
+        up_to_date=oban_present and not applied,
+        warnings=_version_warnings(version) if oban_present else [],
+        sql="\n\n".join(parts),
+    )

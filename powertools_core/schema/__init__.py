@@ -1,0 +1,1 @@
+"""What the database should look like: Oban's core objects and powertools' own tables."""

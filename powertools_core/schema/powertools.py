@@ -1,0 +1,30 @@
+"""Names of powertools' own objects (the tables themselves are created by the migrations)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+VERSION_TABLE: Final = "powertools_alembic_version"
+
+# Every table the migrations create, in creation order; doctor checks they exist.
+TABLES: Final = (
+    "powertools_audit_events",
+    "powertools_idempotency_receipts",
+    "powertools_producers",
+    "powertools_rate_limits",
+    "powertools_rate_buckets",
+    "powertools_lifeline_incidents",
+    "powertools_repair_previews",
+    "powertools_archive_runs",
+    "powertools_job_archive",
+)
+
+# Indexes powertools owns on Oban's table (always named powertools_*).
+OBAN_JOBS_INDEXES: Final = {
+    "powertools_oban_jobs_fetch_index": (
+        "(queue, priority, scheduled_at, id) WHERE state = 'available'"
+    ),
+    "powertools_oban_jobs_staging_index": (
+        "(scheduled_at, id) WHERE state IN ('scheduled', 'retryable')"
+    ),
+}
