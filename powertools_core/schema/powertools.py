@@ -17,6 +17,7 @@ TABLES: Final = (
     "powertools_repair_previews",
     "powertools_archive_runs",
     "powertools_job_archive",
+    "powertools_audit_archive",
 )
 
 # Indexes powertools owns on Oban's table (always named powertools_*).
@@ -27,4 +28,5 @@ OBAN_JOBS_INDEXES: Final = {
     "powertools_oban_jobs_staging_index": (
         "(scheduled_at, id) WHERE state IN ('scheduled', 'retryable')"
     ),
+    "powertools_oban_jobs_completed_at_index": "(completed_at) WHERE state = 'completed'",
 }

@@ -227,6 +227,35 @@ def upgrade() -> None:
         schema=s,
     )
 
+    # Audit events moved out of powertools_audit_events by `archive run --audit` (never dropped).
+    op.create_table(
+        "powertools_audit_archive",
+        sa.Column("id", sa.BigInteger(), primary_key=True),
+        ts("at", nullable=False),
+        sa.Column("actor", sa.Text(), nullable=False),
+        sa.Column("action", sa.Text(), nullable=False),
+        sa.Column("target_type", sa.Text(), nullable=False),
+        sa.Column("target_id", sa.Text(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("result", sa.Text(), nullable=False),
+        sa.Column("run_id", UUID(as_uuid=True), nullable=True),
+        jsonb("before", nullable=True, default="null"),
+        jsonb("after", nullable=True, default="null"),
+        jsonb("meta", nullable=True),
+        ts("archived_at", nullable=False, default_now=True),
+        sa.Column("archive_run_id", UUID(as_uuid=True), nullable=True),
+        schema=s,
+    )
+    op.create_index(
+        "powertools_audit_archive_archived_at_index",
+        "powertools_audit_archive",
+        ["archived_at"],
+        schema=s,
+    )
+    op.create_index(
+        "powertools_audit_archive_at_index", "powertools_audit_archive", ["at"], schema=s
+    )
+
     # Indexes powertools needs on Oban's table: the hot fetch and the stager.
     op.execute(
         q(
@@ -240,13 +269,22 @@ def upgrade() -> None:
             "ON {prefix}.oban_jobs (scheduled_at, id) WHERE state IN ('scheduled', 'retryable')"
         )
     )
+    # Archive selects completed jobs by age (Oban indexes cancelled_at/discarded_at already).
+    op.execute(
+        q(
+            "CREATE INDEX IF NOT EXISTS powertools_oban_jobs_completed_at_index "
+            "ON {prefix}.oban_jobs (completed_at) WHERE state = 'completed'"
+        )
+    )
 
 
 def downgrade() -> None:
     s = schema()
+    op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_completed_at_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_staging_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_fetch_index"))
     for table in (
+        "powertools_audit_archive",
         "powertools_job_archive",
         "powertools_archive_runs",
         "powertools_repair_previews",
