@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer._completion_classes import completion_init
 
 from powertools_cli.commands import db, install
 from powertools_core.version import __version__
@@ -44,4 +45,8 @@ app.add_typer(db.app, name="db")
 
 
 def main() -> None:
+    # add_completion=False keeps --install-completion out of every help page, but Typer then
+    # skips registering its shell classes, and `_POWERTOOLS_COMPLETE=complete_bash powertools`
+    # (what completions/ call at tab time) would fail with "Shell bash not supported".
+    completion_init()
     app(prog_name="powertools")

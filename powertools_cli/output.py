@@ -37,9 +37,12 @@ class Output:
         self.format = fmt
         self.verbose = verbose
         self.quiet = quiet
-        plain = no_color or bool(os.environ.get("NO_COLOR"))
-        self.stdout = Console(no_color=plain, highlight=False, emoji=False)
-        self.stderr = Console(stderr=True, no_color=plain, highlight=False, emoji=False)
+        # --no-color / NO_COLOR (any non-empty value, see no-color.org) mean plain text: no colour
+        # and no other ANSI styling either, even when FORCE_COLOR or a terminal would allow it.
+        self.plain = no_color or bool(os.environ.get("NO_COLOR"))
+        styling: dict[str, Any] = {"no_color": True, "color_system": None} if self.plain else {}
+        self.stdout = Console(highlight=False, emoji=False, **styling)
+        self.stderr = Console(stderr=True, highlight=False, emoji=False, **styling)
 
     @property
     def json(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from powertools_core.db.identifiers import validate_prefix
+from powertools_core.db.urls import check_url
 from powertools_core.errors import InvalidInput
 
 DatabaseSource = Literal["flag", "POWERTOOLS_DATABASE_URL", "DATABASE_URL", "config", "embedded"]
@@ -111,8 +112,9 @@ def load_settings(
     file_cfg = found[1] if found else FileConfig()
 
     source: DatabaseSource
-    if database_url:
-        url, source = database_url, "flag"
+    if database_url is not None:
+        # An explicit flag is used as given: an empty one is an error, not "unset".
+        url, source = check_url(database_url), "flag"
     elif env.get("POWERTOOLS_DATABASE_URL"):
         url, source = env["POWERTOOLS_DATABASE_URL"], "POWERTOOLS_DATABASE_URL"
     elif env.get("DATABASE_URL"):
@@ -122,7 +124,12 @@ def load_settings(
     else:
         url, source = None, "embedded"
 
-    chosen_prefix = prefix or env.get("POWERTOOLS_PREFIX") or file_cfg.prefix or "public"
+    # An explicit (even empty) --prefix is validated as given; empty environment values and
+    # missing keys fall through to the next source.
+    if prefix is not None:
+        chosen_prefix = prefix
+    else:
+        chosen_prefix = env.get("POWERTOOLS_PREFIX") or file_cfg.prefix or "public"
     validate_prefix(chosen_prefix)
 
     modules = (

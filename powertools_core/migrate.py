@@ -27,6 +27,10 @@ from powertools_core.schema import oban
 from powertools_core.schema.powertools import VERSION_TABLE
 
 SCRIPT_LOCATION = "powertools_core:migrations"
+LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+DRY_RUN_BEGIN = "BEGIN;"
+DRY_RUN_LOCK = "SELECT pg_advisory_xact_lock({key});"
+DRY_RUN_COMMIT = "COMMIT;"
 
 
 class ObanCore(BaseModel):
@@ -157,7 +161,7 @@ def install(settings: Settings, *, dry_run: bool = False) -> InstallResult:
         if dry_run:
             return _dry_run(conn, url, prefix)
         with conn.begin():
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key(prefix),))
+            conn.exec_driver_sql(LOCK_SQL, (lock_key(prefix),))
             schema_exists, oban_present, version, missing = _inspect(conn, prefix)
             if oban_present:
                 action: Literal["created", "found"] = "found"
@@ -198,6 +202,10 @@ def _dry_run(conn: Connection, url: str, prefix: str) -> InstallResult:
         span = f"{before}:head" if before else "head"
         command.upgrade(_config(prefix, buffer=buf), span, sql=True)
         parts.append(buf.getvalue().strip())
+    if parts:
+        # One transaction under the same advisory lock as the online install, so the script
+        # applies completely or not at all, and serialises with a concurrent install.
+        parts = [DRY_RUN_BEGIN, DRY_RUN_LOCK.format(key=lock_key(prefix)), *parts, DRY_RUN_COMMIT]
     return InstallResult(
         database=mask_url(url),
         prefix=prefix,

@@ -21,6 +21,9 @@ def run_offline() -> None:
         literal_binds=True,
         version_table=VERSION_TABLE,
         version_table_schema=schema,
+        # migrate.install(dry_run=True) wraps the whole script (Oban core + these migrations) in
+        # one transaction under the install advisory lock, as the online install does.
+        transactional_ddl=False,
     )
     with context.begin_transaction():
         context.run_migrations()
