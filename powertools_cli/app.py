@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import db, install
+from powertools_cli.commands import db, install, worker
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ def root(
 
 app.command("install")(install.install_command)
 app.add_typer(db.app, name="db")
+app.add_typer(worker.app, name="worker")
 
 
 def main() -> None:

@@ -1,0 +1,94 @@
+"""What every background service shares: the start/stop protocol, reconnecting connections,
+and the retry backoff used when the database goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol, runtime_checkable
+
+import psycopg
+
+from powertools_core.db.connection import connect_async
+from powertools_core.errors import PowertoolsError
+
+log = logging.getLogger("powertools.runtime")
+
+DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, PowertoolsError)
+"""Failures that mean "the database is unreachable right now": log, back off, reconnect."""
+
+
+@runtime_checkable
+class Service(Protocol):
+    """A background service: ``start`` returns once it runs, ``stop`` once it has stopped."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Backoff:
+    """Exponential delay for reconnect loops: 0.1 s doubling up to ``cap``, reset on success."""
+
+    def __init__(self, cap: float = 10.0, first: float = 0.1) -> None:
+        self.cap = cap
+        self.first = first
+        self.current = first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.cap, self.current * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class ConnectionSlot:
+    """One long-lived autocommit connection, (re)opened on demand.
+
+    The hot path keeps its own dedicated connections (fetch, ack, listen, leader) because
+    prepared statements live per connection and a pool checkout costs a round trip's worth.
+    """
+
+    def __init__(self, url: str, role: str, *, prepare_threshold: int | None = 0) -> None:
+        self.url = url
+        self.role = role
+        self.prepare_threshold = prepare_threshold
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def get(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            await self.reset()
+            self.conn = await connect_async(
+                self.url,
+                autocommit=True,
+                application_name=f"powertools:{self.role}",
+                prepare_threshold=self.prepare_threshold,
+            )
+        return self.conn
+
+    async def reset(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed and not self.conn.broken
+
+
+async def sleep_or(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``event`` is set or ``seconds`` pass; True when the event was set."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,358 @@
+"""A producer: one queue in one process, with a local concurrency limit.
+
+It claims jobs in batches (free slots + prefetch, one statement), starts them as slots free up
+(completion-driven refill needs no round trip), runs ``async def perform`` on the loop and
+plain ``def perform`` in the process's bounded thread pool, and hands every outcome to the
+acker. It fetches again at once when a fetch came back full; otherwise it waits for a slot, a
+NOTIFY (only when it has room), or the poll timer (which backs off while the queue is empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from powertools_core import telemetry
+from powertools_core.errors import PowertoolsError
+from powertools_core.jobs.model import Job
+from powertools_core.runtime import outcomes, queries
+from powertools_core.runtime.acker import Acker
+from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
+from powertools_core.runtime.outcomes import Ack
+from powertools_core.workers import Worker, exponential_backoff, resolve
+
+OPERATOR_CANCEL = "cancelled by an operator while executing"
+
+
+class WorkerCache:
+    """Worker classes by the name stored in ``oban_jobs.worker`` (failures cached too)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, type[Worker] | PowertoolsError] = {}
+
+    def get(self, name: str) -> type[Worker] | PowertoolsError:
+        hit = self._found.get(name)
+        if hit is None:
+            try:
+                hit = resolve(name)
+            except PowertoolsError as exc:
+                hit = exc
+            self._found[name] = hit
+        return hit
+
+
+class Producer:
+    def __init__(
+        self,
+        *,
+        queue: str,
+        limit: int,
+        prefetch: int,
+        prefix: str,
+        node: str,
+        fetch_slot: ConnectionSlot,
+        acker: Acker,
+        executor: Executor,
+        workers: WorkerCache,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 5.0,
+        max_fetch: int = 500,
+        debounce: float = 0.005,
+        reconnect_max: float = 10.0,
+        admission: Callable[[Sequence[Job]], Awaitable[Sequence[Job]]] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.limit = limit
+        self.prefetch = prefetch
+        self.prefix = prefix
+        self.node = node
+        self.uuid = str(uuid.uuid4())
+        self.attempted_by = [node, self.uuid]
+        self.fetch_slot = fetch_slot
+        self.acker = acker
+        self.executor = executor
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.max_fetch = max_fetch
+        self.debounce = debounce
+        self.admission = admission
+        self.min_demand = max(1, (limit + prefetch) // 4)
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.buffer: deque[Job] = deque()
+        self.cancel_requested: set[int] = set()
+        self.fetching = False
+        self.stopping = False
+        self.started_jobs = 0
+        self.fetches = 0
+        self.healthy = False
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._notify_pending = False
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(reconnect_max)
+        self._fetch_sql = queries.sql(queries.FETCH, prefix)
+        self._loop = asyncio.get_running_loop()
+
+    # service ----------------------------------------------------------------------------
+    name = "producer"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"powertools-producer-{self.queue}")
+
+    async def stop(self) -> None:
+        """Stop fetching (running jobs go on; ``wait_idle`` waits for them)."""
+        self.stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def take_unstarted(self) -> list[Job]:
+        jobs = list(self.buffer)
+        self.buffer.clear()
+        self._check_idle()
+        return jobs
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # wake-ups ---------------------------------------------------------------------------
+    def notify(self) -> None:
+        """An insert NOTIFY for this queue: react (debounced) only when there is room."""
+        if self.stopping or self.fetching or self._notify_pending:
+            return
+        if self._demand() < self.min_demand:
+            return
+        self._notify_pending = True
+        self._loop.call_later(self.debounce, self._debounced_wake)
+
+    def _debounced_wake(self) -> None:
+        self._notify_pending = False
+        self._wake.set()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: int) -> bool:
+        """An operator's cancel signal: stop the job if this producer holds it."""
+        task = self.running.get(job_id)
+        if task is not None:
+            self.cancel_requested.add(job_id)
+            task.cancel()
+            return True
+        for job in self.buffer:
+            if job.id == job_id:
+                self.buffer.remove(job)
+                self.acker.push(outcomes.cancelled_by_operator(job, self.uuid, OPERATOR_CANCEL))
+                self._check_idle()
+                return True
+        return False
+
+    # the loop ---------------------------------------------------------------------------
+    def _demand(self) -> int:
+        return self.limit + self.prefetch - len(self.running) - len(self.buffer)
+
+    async def _run(self) -> None:
+        interval = self.poll_interval
+        while not self.stopping:
+            demand = self._demand()
+            idle = not self.running and not self.buffer
+            if demand > 0 and (demand >= self.min_demand or idle):
+                if self.acker.overloaded():
+                    await self.acker.wait_drained()
+                    continue
+                count = await self._fetch(min(demand, self.max_fetch))
+                if count is None:
+                    await self._sleep(self._backoff.next())
+                    continue
+                if count and count >= min(demand, self.max_fetch):
+                    interval = self.poll_interval
+                    continue
+                if count:
+                    interval = self.poll_interval
+                elif idle:
+                    interval = min(self.max_poll_interval, interval * 2)
+            await self._sleep(interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _fetch(self, limit: int) -> int | None:
+        """Claim up to ``limit`` jobs and start what fits; the count, or None on a DB error."""
+        self.fetching = True
+        started = time.perf_counter()
+        try:
+            conn = await self.fetch_slot.get()
+            cur = await conn.execute(
+                self._fetch_sql,
+                {"queue": self.queue, "limit": limit, "attempted_by": self.attempted_by},
+                prepare=True,
+            )
+            rows = await cur.fetchall()
+        except DB_ERRORS as exc:
+            self.healthy = False
+            log.warning("producer %s: fetch failed (%s); backing off", self.queue, exc)
+            await self.fetch_slot.reset()
+            return None
+        except psycopg.Error as exc:
+            self.healthy = False
+            log.error("producer %s: fetch failed: %s", self.queue, exc)
+            return None
+        finally:
+            self.fetching = False
+        self.healthy = True
+        self._backoff.reset()
+        self.fetches += 1
+        jobs = [Job.from_row(r) for r in rows]
+        if len(jobs) > 1:
+            jobs.sort(key=_fetch_order)
+        if telemetry.enabled("fetch"):
+            telemetry.emit(
+                "fetch",
+                {"count": len(jobs), "demand": limit, "duration": time.perf_counter() - started},
+                {"queue": self.queue, "producer": self.uuid},
+            )
+        if jobs and self.admission is not None:
+            jobs = list(await self.admission(jobs))
+        self.buffer.extend(jobs)
+        self._fill()
+        return len(rows)
+
+    def _fill(self) -> None:
+        while self.buffer and len(self.running) < self.limit and not self.stopping:
+            self._start(self.buffer.popleft())
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.running and not self.buffer:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    # running one job --------------------------------------------------------------------
+    def _start(self, job: Job) -> None:
+        self.started_jobs += 1
+        task = self._loop.create_task(self._execute(job))
+        self.running[job.id] = task
+
+    def _finish(self, job: Job, ack: Ack) -> None:
+        self.acker.push(ack)
+        self.running.pop(job.id, None)
+        self.cancel_requested.discard(job.id)
+        if self.buffer and not self.stopping:
+            self._start(self.buffer.popleft())
+        elif not self.running and not self.buffer:
+            self._idle.set()
+        if not self.fetching and self._demand() >= self.min_demand:
+            self._wake.set()
+
+    async def _execute(self, job: Job) -> None:
+        found = self.workers.get(job.worker)
+        if isinstance(found, PowertoolsError):
+            self._fail(job, 0.0, "unknown_worker", found.one_line(), exponential_backoff)
+            return
+        try:
+            job.args = found.validate_args(job.raw_args)
+            worker = found()
+        except Exception as exc:
+            self._fail(job, 0.0, "error", outcomes.format_exception(exc), exponential_backoff)
+            return
+        if telemetry.enabled("job.start"):
+            self._emit_start(job)
+        started = time.perf_counter()
+        timeout = found.timeout
+        deadline = asyncio.timeout(timeout) if timeout is not None else None
+        try:
+            if found.is_async():
+                if deadline is None:
+                    result = await worker.perform(job)
+                else:
+                    async with deadline:
+                        result = await worker.perform(job)
+            else:
+                future = self._loop.run_in_executor(self.executor, worker.perform, job)
+                if deadline is None:
+                    result = await future
+                else:
+                    async with deadline:
+                        result = await future
+        except asyncio.CancelledError:
+            if job.id in self.cancel_requested:
+                self._finish(job, outcomes.cancelled_by_operator(job, self.uuid, OPERATOR_CANCEL))
+                return
+            raise
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                text = f"TimeoutError: attempt exceeded the worker timeout of {timeout:g}s"
+                self._fail(job, duration, "timeout", text, worker.backoff)
+            else:
+                self._fail(job, duration, "error", outcomes.format_exception(exc), worker.backoff)
+            return
+        ack = outcomes.from_result(job, self.uuid, result)
+        self._finish(job, ack)
+        if telemetry.enabled("job.stop"):
+            telemetry.emit(
+                "job.stop",
+                {"duration": time.perf_counter() - started},
+                {
+                    "job": job,
+                    "queue": job.queue,
+                    "worker": job.worker,
+                    "state": ack.state,
+                    "result": result,
+                },
+            )
+
+    def _emit_start(self, job: Job) -> None:
+        queued = 0.0
+        if job.scheduled_at is not None:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            queued = max(0.0, (now - job.scheduled_at).total_seconds())
+        telemetry.emit(
+            "job.start",
+            {"system_time": time.time(), "queue_time": queued},
+            {"job": job, "queue": job.queue, "worker": job.worker},
+        )
+
+    def _fail(
+        self, job: Job, duration: float, kind: str, text: str, backoff: Callable[[int], float]
+    ) -> None:
+        ack = outcomes.failed(job, self.uuid, text, backoff)
+        self._finish(job, ack)
+        if telemetry.enabled("job.exception"):
+            telemetry.emit(
+                "job.exception",
+                {"duration": duration},
+                {
+                    "job": job,
+                    "queue": job.queue,
+                    "worker": job.worker,
+                    "state": ack.state,
+                    "kind": kind,
+                    "error": text,
+                },
+            )
+
+
+def _fetch_order(job: Job) -> tuple[int, Any, int]:
+    return (job.priority, job.scheduled_at, job.id)

@@ -1,0 +1,98 @@
+"""Giving claimed-but-unstarted jobs back, and the optional admission hook of the limits module.
+
+``release`` is a stable function other capabilities rely on (the limiter releases the jobs its
+admission refuses): fenced like an ack, it puts each job back to ``available`` with its attempt
+restored, so a job released by a stale process is left alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from powertools_core import telemetry
+from powertools_core.jobs.model import Job
+from powertools_core.runtime import queries
+
+
+async def release(
+    conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Sequence[Job], *, reason: str = "release"
+) -> list[int]:
+    """Put claimed jobs that never started back to ``available``; returns the released ids."""
+    if not jobs:
+        return []
+    params = {
+        "ids": [j.id for j in jobs],
+        "attempts": [j.attempt for j in jobs],
+        "producers": [j.producer or "" for j in jobs],
+    }
+    cur = await conn.execute(queries.sql(queries.RELEASE, prefix), params, prepare=True)
+    released = [r[0] for r in await cur.fetchall()]
+    if telemetry.enabled("release"):
+        telemetry.emit(
+            "release", {"count": len(jobs), "released": len(released)}, {"reason": reason}
+        )
+    return released
+
+
+def release_sync(conn: psycopg.Connection[Any], prefix: str, jobs: Sequence[Job]) -> list[int]:
+    """``release`` for a synchronous connection."""
+    if not jobs:
+        return []
+    params = {
+        "ids": [j.id for j in jobs],
+        "attempts": [j.attempt for j in jobs],
+        "producers": [j.producer or "" for j in jobs],
+    }
+    cur = conn.execute(queries.sql(queries.RELEASE, prefix), params)
+    return [r[0] for r in cur.fetchall()]
+
+
+class Admission:
+    """Runs ``powertools_core.limits.admission.admit`` over a claimed batch when any of its
+    workers declares ``limits``; refused jobs are released at once. Absent module: no-op."""
+
+    MODULE = "powertools_core.limits.admission"
+
+    def __init__(self, prefix: str, fetch_slot: Any, workers: Any) -> None:
+        self.prefix = prefix
+        self.fetch_slot = fetch_slot
+        self.workers = workers
+        self._admit: Any = None
+        self._looked = False
+        self.rejected = 0
+
+    def _load(self) -> Any:
+        if not self._looked:
+            self._looked = True
+            try:
+                module = importlib.import_module(self.MODULE)
+            except ModuleNotFoundError:
+                module = None
+            self._admit = getattr(module, "admit", None) if module is not None else None
+        return self._admit
+
+    def _limited(self, job: Job) -> bool:
+        found = self.workers.get(job.worker)
+        return bool(getattr(found, "limits", ()))
+
+    async def __call__(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        if not any(self._limited(j) for j in jobs):
+            return jobs
+        admit = self._load()
+        if admit is None:
+            return jobs
+        conn = await self.fetch_slot.get()
+        outcome = admit(conn, self.prefix, list(jobs), datetime.now(UTC))
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        admitted, rejected = outcome
+        if rejected:
+            self.rejected += len(rejected)
+            await release(conn, self.prefix, rejected, reason="admission")
+        return list(admitted)

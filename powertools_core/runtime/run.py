@@ -1,0 +1,236 @@
+"""``powertools worker run``: startup checks, then one runtime per process.
+
+Everything that can be wrong before a job runs is checked here and reported as one
+``PowertoolsError`` (exit 2): an app module that does not import, no registered workers, a
+malformed queue spec, an unreachable database, a schema without powertools' tables.
+With ``processes > 1`` the parent starts that many child processes (spawned: each has its own
+interpreter, event loop and connections), forwards SIGTERM/SIGINT to them, serves the health
+port for all of them, and exits 0 when every child drained cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from powertools_core.config import Settings
+from powertools_core.db.connection import connect, resolve_url
+from powertools_core.db.identifiers import qualify
+from powertools_core.errors import InvalidInput, SchemaNotInstalled
+from powertools_core.results import CommandResult
+from powertools_core.runtime import queries
+from powertools_core.runtime.base import log
+from powertools_core.runtime.config import RuntimeConfig, default_node, default_queues, parse_queues
+from powertools_core.runtime.health import HealthServer
+from powertools_core.runtime.logs import setup_logging
+from powertools_core.runtime.supervisor import Runtime
+from powertools_core.workers import load_app
+
+
+class WorkerRunResult(CommandResult):
+    """What ``worker run`` reports after it has drained and stopped."""
+
+    node: str
+    prefix: str
+    queues: dict[str, int]
+    processes: int
+    jobs_started: int = 0
+    acked: int = 0
+    stale_acks: int = 0
+    released: int = 0
+    left_running: int = 0
+    uptime_s: float = 0.0
+
+
+def check_schema(url: str, prefix: str) -> None:
+    """Raise ``SchemaNotInstalled`` unless oban_jobs and powertools' tables are there."""
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            queries.SCHEMA_PRESENT,
+            {
+                "jobs": qualify("{prefix}.oban_jobs", prefix),
+                "producers": qualify("{prefix}.powertools_producers", prefix),
+            },
+        ).fetchone()
+    if not row or not row[0] or not row[1]:
+        raise SchemaNotInstalled(
+            f"schema {prefix!r} has no powertools job tables",
+            hint="run `powertools install`" + (f" --prefix {prefix}" if prefix != "public" else ""),
+        )
+
+
+def build_config(
+    settings: Settings,
+    *,
+    queues: Sequence[str] | None = None,
+    node: str | None = None,
+    **tuning: Any,
+) -> RuntimeConfig:
+    """Import the app, resolve queues and the database, check the schema: all before running."""
+    registered = load_app(settings.app)
+    if not registered:
+        raise InvalidInput(
+            "no workers registered",
+            hint="pass --app MODULE (or set POWERTOOLS_APP / app in the config file) naming the "
+            "module(s) that define your Worker classes",
+        )
+    if queues:
+        queue_map = parse_queues(queues)
+    else:
+        queue_map = default_queues(settings.queues, (w.queue for w in registered.values()))
+        if settings.queues:
+            parse_queues(",".join(f"{q}={n}" for q, n in queue_map.items()))
+    url = resolve_url(settings)
+    check_schema(url, settings.prefix)
+    values = {k: v for k, v in tuning.items() if v is not None}
+    return RuntimeConfig(
+        url=url,
+        prefix=settings.prefix,
+        queues=queue_map,
+        node=node or settings.node or default_node(),
+        **values,
+    )
+
+
+def run_worker(settings: Settings, config: RuntimeConfig, *, processes: int = 1) -> WorkerRunResult:
+    """Run until SIGTERM/SIGINT, drain, and report."""
+    setup_logging(config.log_format)
+    if processes < 1:
+        raise InvalidInput("--processes must be at least 1")
+    if processes == 1:
+        stats = asyncio.run(_serve(config, None))
+        if _job_threads_alive():
+            _exit_now(0, config, stats, processes)
+    else:
+        stats = _run_children(settings, config, processes)
+    return _result(config, stats, processes)
+
+
+def _result(config: RuntimeConfig, stats: dict[str, Any], processes: int) -> WorkerRunResult:
+    return WorkerRunResult(
+        command="worker run",
+        node=config.node,
+        prefix=config.prefix,
+        queues=dict(config.queues),
+        processes=processes,
+        **{k: stats.get(k, 0) for k in ("jobs_started", "acked", "stale_acks", "released")},
+        left_running=stats.get("left_running", 0),
+        uptime_s=stats.get("uptime_s", 0.0),
+    )
+
+
+def _job_threads_alive() -> bool:
+    return any(t.name.startswith("powertools-job") and t.is_alive() for t in threading.enumerate())
+
+
+def _exit_now(code: int, config: RuntimeConfig, stats: dict[str, Any], processes: int) -> None:
+    """Sync jobs still running in threads past the grace would block interpreter exit."""
+    result = _result(config, stats, processes)
+    sys.stdout.write(result.model_dump_json() + "\n" if config.log_format == "json" else "")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def _serve(
+    config: RuntimeConfig, ready: Any, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+) -> dict[str, Any]:
+    runtime = Runtime(config)
+    if ready is not None:
+        original = runtime.start
+
+        async def start_and_flag() -> None:
+            await original()
+            ready.set()
+
+        runtime.start = start_and_flag  # type: ignore[method-assign]
+    await runtime.run(signals=signals)
+    return runtime.stats()
+
+
+# --processes N ---------------------------------------------------------------------------
+
+
+def _child_main(config_dict: dict[str, Any], app: list[str], ready: Any, out: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    load_app(app)
+    config = RuntimeConfig(**config_dict)
+    setup_logging(config.log_format)
+    stats = asyncio.run(_serve(config, ready, (signal.SIGTERM,)))
+    out.put(stats)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _run_children(settings: Settings, config: RuntimeConfig, processes: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.SimpleQueue()
+    child_config = replace(config, health_port=None)
+    readies = [ctx.Event() for _ in range(processes)]
+    children = [
+        ctx.Process(
+            target=_child_main,
+            args=(asdict(child_config), list(settings.app), readies[i], out),
+            name=f"powertools-worker-{i + 1}",
+        )
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    log.info("started %d worker processes: %s", processes, ", ".join(str(c.pid) for c in children))
+    asyncio.run(_supervise(children, readies, config.health_port))
+    totals: dict[str, Any] = {}
+    while not out.empty():
+        for key, value in out.get().items():
+            totals[key] = totals.get(key, 0) + value
+    failed = [c for c in children if c.exitcode not in (0, None)]
+    if failed:
+        codes = ", ".join(f"pid {c.pid}: {c.exitcode}" for c in failed)
+        log.error("worker process(es) exited abnormally (%s)", codes)
+    return totals
+
+
+async def _supervise(children: list[Any], readies: list[Any], health_port: int | None) -> None:
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def forward(sig: int) -> None:
+        nonlocal signals
+        signals += 1
+        for child in children:
+            if child.is_alive() and child.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+        if signals > 1:
+            os._exit(128 + sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, forward, sig)
+    health = None
+    if health_port is not None:
+
+        def ready() -> bool:
+            return all(c.is_alive() for c in children) and all(r.is_set() for r in readies)
+
+        health = HealthServer(health_port, ready)
+        await health.start()
+    try:
+        while any(c.is_alive() for c in children):
+            await asyncio.sleep(0.1)
+            if signals == 0 and any(c.exitcode not in (None, 0) for c in children):
+                log.error("a worker process died; stopping the others")
+                forward(signal.SIGTERM)
+    finally:
+        if health is not None:
+            await health.stop()
+    for child in children:
+        child.join()

@@ -1,0 +1,1 @@
+"""Importable worker modules for runtime tests (``--app tests.support.apps.recorder``)."""
