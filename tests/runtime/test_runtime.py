@@ -1,0 +1,215 @@
+"""Wake-ups, operator signals, fencing, drain, leadership and telemetry (in-process runtime)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from powertools_core import telemetry
+from powertools_core.config import Settings
+from powertools_core.jobs.model import JOB_COLUMNS, Job
+from powertools_core.runtime import outcomes, queries
+from powertools_core.runtime.acker import Acker
+from powertools_core.runtime.maintenance import Lifeline
+from powertools_core.runtime.notifier import signal_channel
+from powertools_core.runtime.release import release
+from tests.runtime.helpers import (
+    config_for,
+    job_row,
+    notify,
+    runs,
+    running,
+    seed,
+    states,
+    wait_for,
+)
+
+
+def test_notify_wakes_an_idle_worker_long_before_the_poll(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    cfg = config_for(rt_settings, poll_interval=60.0, max_poll_interval=60.0)
+    with running(cfg) as rt:
+        producer = rt.runtime.producers["default"]  # type: ignore[union-attr]
+        wait_for(lambda: producer.fetches >= 1 and not producer.fetching, message="first poll")
+        (job_id,) = seed(conn, s, "Record")
+        notify(conn, s)
+        # The poll is a minute away: only the NOTIFY can make this happen within the deadline.
+        wait_for(lambda: runs(conn, s), timeout=15, message="job started by NOTIFY")
+    assert runs(conn, s)[0][0] == job_id
+
+
+def test_cancel_signal_stops_an_executing_job(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    (job_id,) = seed(conn, s, "Record", args={"sleep": 60})
+    with running(config_for(rt_settings)):
+        wait_for(lambda: runs(conn, s), message="job running")
+        conn.execute(
+            "SELECT pg_notify(%s, %s)",
+            (signal_channel(s), json.dumps({"action": "cancel", "job_id": job_id})),
+        )
+        wait_for(lambda: states(conn, s) == {"cancelled": 1}, message="cancelled")
+    row = job_row(conn, s, job_id)
+    assert row["cancelled_at"] is not None
+    assert "cancelled by an operator" in str(row["errors"][0])
+
+
+def _claim(conn: psycopg.Connection, schema: str, producer: str) -> Job:
+    rows = conn.execute(
+        queries.sql(queries.FETCH, schema),
+        {"queue": "default", "limit": 10, "attempted_by": ["other-node", producer]},
+    ).fetchall()
+    assert len(rows) == 1
+    return Job.from_row(rows[0])
+
+
+def test_stale_ack_after_rescue_is_ignored_and_counted(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    assert rt_settings.database_url
+    url = rt_settings.database_url
+    (job_id,) = seed(conn, s, "Record")
+    first = _claim(conn, s, str(uuid.uuid4()))
+    events: list[tuple[str, dict[str, Any]]] = []
+    handle = telemetry.attach(["ack.batch", "rescue"], lambda e, m, _md: events.append((e, dict(m))))
+
+    async def scenario() -> tuple[int, int, int]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
+            # The first claimant's producer is unknown and its attempt is "old enough".
+            rescued = await Lifeline("test", orphan_after=0.0).run_once(aconn, s, datetime.now(UTC))
+        second = _claim(conn, s, str(uuid.uuid4()))
+        acker = Acker(url, s, "test")
+        await acker.start()
+        acker.push(outcomes.completed(first, first.producer or ""))
+        await acker.stop()
+        stale_after_first = acker.stale
+        assert job_row(conn, s, job_id)["state"] == "executing"
+        acker = Acker(url, s, "test")
+        await acker.start()
+        acker.push(outcomes.completed(second, second.producer or ""))
+        await acker.stop()
+        return rescued, stale_after_first, acker.acked
+
+    try:
+        rescued, stale, acked = asyncio.run(scenario())
+    finally:
+        telemetry.detach(handle)
+    assert (rescued, stale, acked) == (1, 1, 1)
+    row = job_row(conn, s, job_id)
+    assert row["state"] == "completed" and row["attempt"] == 2
+    assert ("ack.batch", {"count": 1, "stale": 1, "duration": pytest.approx(0, abs=5)}) in events
+    assert any(e == "rescue" and m["count"] == 1 for e, m in events)
+    incidents = conn.execute(
+        sql.SQL("SELECT job_id, reason, action FROM {}.powertools_lifeline_incidents").format(
+            sql.Identifier(s)
+        )
+    ).fetchall()
+    assert incidents == [(job_id, "unknown_producer", "rescued")]
+
+
+def test_release_is_fenced(rt_settings: Settings, conn: psycopg.Connection) -> None:
+    s = rt_settings.prefix
+    assert rt_settings.database_url
+    url = rt_settings.database_url
+    seed(conn, s, "Record")
+    job = _claim(conn, s, str(uuid.uuid4()))
+    impostor = Job.from_row(
+        conn.execute(
+            sql.SQL("SELECT {} FROM {}.oban_jobs").format(
+                sql.SQL(JOB_COLUMNS),
+                sql.Identifier(s),
+            )
+        ).fetchone()  # type: ignore[arg-type]
+    )
+    impostor.attempted_by = ["x", str(uuid.uuid4())]
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
+            wrong = await release(aconn, s, [impostor])
+            right = await release(aconn, s, [job])
+            return wrong, right
+
+    wrong, right = asyncio.run(scenario())
+    assert (wrong, right) == ([], [job.id])
+    row = job_row(conn, s, job.id)
+    assert (row["state"], row["attempt"]) == ("available", 0)
+
+
+def test_drain_releases_prefetched_jobs_and_keeps_running_ones(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    ids = seed(conn, s, "Record", 6, args={"sleep": 0.3})
+    cfg = config_for(rt_settings, queues={"default": 1}, prefetch=5, grace=10.0)
+    with running(cfg) as rt:
+        wait_for(lambda: runs(conn, s), message="first job running")
+    runtime = rt.runtime
+    assert runtime is not None
+    assert runtime.released == 5 and runtime.left_running == 0
+    assert states(conn, s) == {"completed": 1, "available": 5}
+    (ran,) = runs(conn, s)
+    assert ran[0] == ids[0]
+    producers = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}.powertools_producers").format(sql.Identifier(s))
+    ).fetchone()
+    assert producers == (0,)
+
+
+def test_one_leader_per_prefix_and_extra_duties_run(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    calls: list[str] = []
+
+    class Probe:
+        name = "probe"
+        interval = 0.05
+
+        async def run_once(self, aconn: Any, prefix: str, now: datetime) -> int:
+            calls.append(prefix)
+            return 0
+
+    cfg = config_for(rt_settings)
+    with running(cfg, duties=[Probe()]) as a, running(cfg, duties=[Probe()]) as b:
+        wait_for(lambda: len(calls) >= 3, message="probe duty runs")
+        leaders = [r.runtime.leader.is_leader for r in (a, b)]  # type: ignore[union-attr]
+        assert sorted(leaders) == [False, True]
+    assert set(calls) == {rt_settings.prefix}
+
+
+def test_telemetry_events_and_a_failing_handler(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    seen: dict[str, int] = {}
+
+    def count(event: str, measurements: Any, metadata: Any) -> None:
+        seen[event] = seen.get(event, 0) + 1
+
+    def broken(event: str, measurements: Any, metadata: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    names = ["job.start", "job.stop", "job.exception", "fetch", "ack.batch"]
+    handles = [telemetry.attach(names, count), telemetry.attach(names, broken)]
+    try:
+        seed(conn, s, "Record", 5)
+        seed(conn, s, "Record", 1, args={"fail_times": 1})
+        with running(config_for(rt_settings)):
+            wait_for(lambda: states(conn, s).get("completed") == 6, message="all completed")
+    finally:
+        for handle in handles:
+            telemetry.detach(handle)
+    assert seen["job.start"] == 7 and seen["job.stop"] == 6 and seen["job.exception"] == 1
+    assert seen["fetch"] >= 1 and seen["ack.batch"] >= 1
+    with pytest.raises(ValueError, match="unknown telemetry event"):
+        telemetry.attach(["job.finish"], count)
