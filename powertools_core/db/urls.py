@@ -54,6 +54,6 @@ def mask_url(url: str) -> str:
                 (k, _MASK if k.lower() == "password" else v)
                 for k, v in parse_qsl(query, keep_blank_values=True)
             ]
-            query = urlencode(pairs, safe="/")
+            query = urlencode(pairs, safe="/*")
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", rf"\g<1>{_MASK}", url, flags=re.I)
