@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 
 from powertools_core import telemetry
-from powertools_core.jobs.notify import insert_channel
 from powertools_core.runtime import queries
+from powertools_core.runtime.notifier import insert_channel
 
 
 class Stager:

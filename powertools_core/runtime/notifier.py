@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover - only before jobs.notify exists
     def insert_channel(prefix: str) -> str:
         return f"powertools.{validate_prefix(prefix)}.insert"
 
+__all__ = ["Notifier", "insert_channel", "signal_channel"]
+
 
 def signal_channel(prefix: str) -> str:
     """The channel operators use to reach running jobs (``{"action": "cancel", ...}``)."""

@@ -34,9 +34,7 @@ def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         (["--app", "tests.support.apps.recorder", "--grace", "soon"], "invalid --grace"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(
-    installed: Settings, args: list[str], needle: str
-) -> None:
+def test_bad_input_exits_2_with_one_line(installed: Settings, args: list[str], needle: str) -> None:
     result = _run(installed, *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -10,7 +10,9 @@ from tests.runtime.helpers import make_runs_table
 
 
 @pytest.fixture
-def rt_settings(installed: Settings, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+def rt_settings(
+    installed: Settings, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
     """An installed schema with the recorder's runs table; recorder writes go to this database."""
     assert installed.database_url
     monkeypatch.setenv("PT_RECORD_URL", installed.database_url)

@@ -16,8 +16,8 @@ import psycopg
 from psycopg import sql
 
 from powertools_core.config import Settings
-from powertools_core.jobs.notify import insert_channel
 from powertools_core.runtime.config import RuntimeConfig
+from powertools_core.runtime.notifier import insert_channel
 from powertools_core.runtime.supervisor import Runtime
 from tests.support.apps import recorder
 
@@ -94,9 +94,7 @@ def job_row(conn: psycopg.Connection[Any], schema: str, job_id: int) -> dict[str
     return {d.name: v for d, v in zip(cur.description, row, strict=True)}
 
 
-def wait_for(
-    check: Callable[[], T], *, timeout: float = 20.0, message: str = "condition"
-) -> T:
+def wait_for(check: Callable[[], T], *, timeout: float = 20.0, message: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

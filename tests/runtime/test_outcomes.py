@@ -10,8 +10,8 @@ from powertools_core.config import Settings
 from tests.runtime.helpers import (
     config_for,
     job_row,
-    runs,
     running,
+    runs,
     seed,
     states,
     wait_for,
@@ -44,7 +44,9 @@ def test_scheduled_job_waits_until_due(rt_settings: Settings, conn: psycopg.Conn
     assert job_row(conn, s, now_id)["attempted_at"] < due
 
 
-def test_retries_append_errors_then_complete(rt_settings: Settings, conn: psycopg.Connection) -> None:
+def test_retries_append_errors_then_complete(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
     s = rt_settings.prefix
     (job_id,) = seed(conn, s, "Record", args={"fail_times": 2})
     (sync_id,) = seed(conn, s, "RecordSync", args={"fail_times": 1})
@@ -69,9 +71,7 @@ def test_backoff_schedules_the_retry_and_last_attempt_discards(
     (retry_id,) = seed(conn, s, "FailSlowBackoff", max_attempts=3)
     (last_id,) = seed(conn, s, "FailSlowBackoff", max_attempts=1)
     with running(config_for(rt_settings)):
-        wait_for(
-            lambda: states(conn, s) == {"retryable": 1, "discarded": 1}, message="settled"
-        )
+        wait_for(lambda: states(conn, s) == {"retryable": 1, "discarded": 1}, message="settled")
     row = job_row(conn, s, retry_id)
     delay = (row["scheduled_at"] - row["attempted_at"]).total_seconds()
     assert 29.0 <= delay <= 35.0
@@ -108,9 +108,7 @@ def test_timeouts_fail_the_attempt(rt_settings: Settings, conn: psycopg.Connecti
     (async_id,) = seed(conn, s, "SlowAsync", max_attempts=1)
     (sync_id,) = seed(conn, s, "SlowSync", args={"sleep": 1}, max_attempts=2)
     with running(config_for(rt_settings)):
-        wait_for(
-            lambda: states(conn, s) == {"discarded": 1, "retryable": 1}, message="timeouts"
-        )
+        wait_for(lambda: states(conn, s) == {"discarded": 1, "retryable": 1}, message="timeouts")
     for job_id in (async_id, sync_id):
         (error,) = _errors(job_row(conn, s, job_id))
         assert "worker timeout of 0.2s" in str(error["error"])

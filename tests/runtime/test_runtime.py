@@ -24,8 +24,8 @@ from tests.runtime.helpers import (
     config_for,
     job_row,
     notify,
-    runs,
     running,
+    runs,
     seed,
     states,
     wait_for,
@@ -82,7 +82,9 @@ def test_stale_ack_after_rescue_is_ignored_and_counted(
     (job_id,) = seed(conn, s, "Record")
     first = _claim(conn, s, str(uuid.uuid4()))
     events: list[tuple[str, dict[str, Any]]] = []
-    handle = telemetry.attach(["ack.batch", "rescue"], lambda e, m, _md: events.append((e, dict(m))))
+    handle = telemetry.attach(
+        ["ack.batch", "rescue"], lambda e, m, _md: events.append((e, dict(m)))
+    )
 
     async def scenario() -> tuple[int, int, int]:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import psycopg
 
 from powertools_core.config import Settings
-from tests.runtime.helpers import config_for, runs, running, seed, states, wait_for
+from tests.runtime.helpers import config_for, running, runs, seed, states, wait_for
 
 
 def test_jobs_run_and_complete(rt_settings: Settings, conn: psycopg.Connection) -> None:

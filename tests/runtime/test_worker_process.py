@@ -65,9 +65,7 @@ def test_kill_9_then_rescue_reruns_only_the_jobs_in_flight(
     before = Counter(r[0] for r in runs(conn, s))
     rescuer = start_worker(rt_settings, "--queues", "default=10")
     try:
-        wait_for(
-            lambda: states(conn, s) == {"completed": len(ids)}, timeout=60, message="all done"
-        )
+        wait_for(lambda: states(conn, s) == {"completed": len(ids)}, timeout=60, message="all done")
     finally:
         assert stop(rescuer) == 0
     after = Counter(r[0] for r in runs(conn, s))
@@ -89,9 +87,7 @@ def test_two_processes_never_run_a_job_twice(
     ids = seed(conn, s, "Record", 300, args={"sleep": 0.005})
     proc = start_worker(rt_settings, "--queues", "default=5", "--processes", "2")
     try:
-        wait_for(
-            lambda: states(conn, s) == {"completed": len(ids)}, timeout=60, message="all done"
-        )
+        wait_for(lambda: states(conn, s) == {"completed": len(ids)}, timeout=60, message="all done")
     finally:
         rc = stop(proc)
     assert rc == 0, proc.communicate()[1]
@@ -121,9 +117,7 @@ def test_health_endpoints(rt_settings: Settings) -> None:
     port = _free_port()
     proc = start_worker(rt_settings, "--health-port", str(port), "--log-format", "json")
     try:
-        wait_for(
-            lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, message="ready"
-        )
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, message="ready")
         assert _status(f"http://127.0.0.1:{port}/livez") == 200
         assert _status(f"http://127.0.0.1:{port}/nope") == 404
     finally:

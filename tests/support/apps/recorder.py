@@ -43,8 +43,9 @@ def _conn() -> psycopg.Connection[Any]:
 def record(job: Job) -> None:
     schema = job.raw_args["schema"]
     _conn().execute(
-        sql.SQL("INSERT INTO {}.pt_test_runs (job_id, attempt, pid, worker) VALUES (%s, %s, %s, %s)")
-        .format(sql.Identifier(schema)),
+        sql.SQL(
+            "INSERT INTO {}.pt_test_runs (job_id, attempt, pid, worker) VALUES (%s, %s, %s, %s)"
+        ).format(sql.Identifier(schema)),
         (job.id, job.attempt, os.getpid(), job.worker),
     )
 
