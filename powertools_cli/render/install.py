@@ -10,9 +10,17 @@ from powertools_core.migrate import InstallResult
 def _install(result: InstallResult, console: Console) -> None:
     if result.dry_run:
         if result.up_to_date:
-            console.print(f"-- schema {result.prefix} is already up to date; nothing would run")
+            console.print(
+                f"-- schema {result.prefix} is already up to date; nothing would run",
+                markup=False,
+            )
         else:
-            console.print(f"-- powertools install --dry-run: SQL for schema {result.prefix}")
+            console.print(
+                f"-- powertools install --dry-run: SQL for schema {result.prefix} "
+                f"at {result.database}",
+                markup=False,
+                soft_wrap=True,
+            )
             console.print(result.sql or "", markup=False, highlight=False, soft_wrap=True)
         return
     oban = result.oban
