@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import db, install, worker
+from powertools_cli.commands import db, doctor, install, worker
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ def root(
 
 
 app.command("install")(install.install_command)
+app.command("doctor")(doctor.doctor_command)
 app.add_typer(db.app, name="db")
 app.add_typer(worker.app, name="worker")
 
