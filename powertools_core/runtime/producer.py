@@ -99,6 +99,7 @@ class Producer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._notify_pending = False
+        self._last_notify = 0.0
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_max)
         self._fetch_sql = queries.sql(queries.FETCH, prefix)
@@ -129,16 +130,26 @@ class Producer:
 
     # wake-ups ---------------------------------------------------------------------------
     def notify(self) -> None:
-        """An insert NOTIFY for this queue: react (debounced) only when there is room."""
-        if self.stopping or self.fetching or self._notify_pending:
+        """An insert NOTIFY for this queue: react only when there is room, debounced.
+
+        The first notification after a quiet window wakes the producer at once (leading edge,
+        so an idle queue starts a job within a round trip); more notifications inside the window
+        fold into one trailing wake-up.
+        """
+        if self.stopping or self._notify_pending or self._demand() < self.min_demand:
             return
-        if self._demand() < self.min_demand:
+        now = self._loop.time()
+        quiet_since = now - self._last_notify
+        if quiet_since >= self.debounce and not self.fetching:
+            self._last_notify = now
+            self._wake.set()
             return
         self._notify_pending = True
-        self._loop.call_later(self.debounce, self._debounced_wake)
+        self._loop.call_later(max(0.0, self.debounce - quiet_since), self._debounced_wake)
 
     def _debounced_wake(self) -> None:
         self._notify_pending = False
+        self._last_notify = self._loop.time()
         self._wake.set()
 
     def poke(self) -> None:

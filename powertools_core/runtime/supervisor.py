@@ -251,6 +251,9 @@ class Runtime:
         await self._stop_requested.wait()
         await self.stop()
 
+    async def wait_stop_requested(self) -> None:
+        await self._stop_requested.wait()
+
     def request_stop(self) -> None:
         self._stop_requested.set()
 
