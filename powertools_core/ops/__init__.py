@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -28,6 +29,7 @@ from powertools_core import workers
 from powertools_core.audit import list_events
 from powertools_core.config import Settings
 from powertools_core.db.connection import connect, resolve_url, translated
+from powertools_core.durations import format_duration, parse_duration
 from powertools_core.errors import InvalidInput, NotFound
 from powertools_core.jobs import query
 from powertools_core.ops.actions import (
@@ -53,6 +55,7 @@ from powertools_core.ops.preview import plan_hash as compute_plan_hash
 from powertools_core.ops.preview import select_groups, select_sample, summarise, token_of
 from powertools_core.ops.results import (
     ActionResult,
+    AuditListResult,
     Group,
     JobListResult,
     JobShowResult,
@@ -72,6 +75,7 @@ __all__ = [
     "LEGAL_FROM",
     "Action",
     "ActionResult",
+    "AuditListResult",
     "ChunkReport",
     "JobFilter",
     "JobListResult",
@@ -79,6 +83,7 @@ __all__ = [
     "PreviewDrifted",
     "PreviewResult",
     "act_on_job",
+    "audit_list",
     "build_filter",
     "bulk_filter",
     "cancel_job",
@@ -189,6 +194,65 @@ def show_job(settings: Settings, job_id: int) -> JobShowResult:
         )
     deny = _deny(settings)
     return JobShowResult(job=job_detail(job, deny), audit=[audit_entry(e, deny) for e in events])
+
+
+def audit_list(
+    settings: Settings,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    job_id: int | None = None,
+    since: str | timedelta | datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> AuditListResult:
+    """Audit events newest first (before/after/meta redacted). ``since`` is an age (``2h``) or
+    an ISO-8601 UTC time; ``action`` ending in ``*`` matches a prefix (``ops.*``)."""
+    when = _since(since)
+    before_id = _parse_cursor(cursor)
+    with _connection(settings) as conn:
+        events = list_events(
+            conn,
+            settings.prefix,
+            actor=actor,
+            action=action,
+            target_type="job" if job_id is not None else None,
+            target_id=str(job_id) if job_id is not None else None,
+            since=when,
+            before_id=before_id,
+            limit=limit,
+        )
+    deny = _deny(settings)
+    shown: dict[str, Any] = {}
+    for key, value in (("actor", actor), ("action", action), ("job", job_id)):
+        if value is not None:
+            shown[key] = value
+    if isinstance(when, timedelta):
+        shown["since"] = format_duration(when)
+    elif when is not None:
+        shown["since"] = when.isoformat()
+    return AuditListResult(
+        filter=shown,
+        events=[audit_entry(e, deny) for e in events],
+        next_cursor=str(events[-1].id) if len(events) == limit and events else None,
+    )
+
+
+def _since(value: str | timedelta | datetime | None) -> timedelta | datetime | None:
+    if value is None or isinstance(value, timedelta | datetime):
+        return value
+    text = value.strip()
+    if text[:4].isdigit() and "-" in text:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(
+                f"invalid --since {value!r}", hint="an age like 2h or 7d, or an ISO-8601 time"
+            ) from None
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        return parsed
+    return parse_duration(text)
 
 
 # Preview ----------------------------------------------------------------------------------------

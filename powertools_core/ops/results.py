@@ -89,6 +89,15 @@ class JobListResult(CommandResult):
     next_cursor: str | None = None
 
 
+class AuditListResult(CommandResult):
+    """``audit list``: events newest first; ``next_cursor`` continues after the last one."""
+
+    command: str = "audit list"
+    filter: dict[str, Any]
+    events: list[AuditEntry]
+    next_cursor: str | None = None
+
+
 class JobShowResult(CommandResult):
     command: str = "ops show"
     job: JobDetail
