@@ -33,6 +33,7 @@ from powertools_core.runtime.acker import ack_params
 from powertools_core.runtime.config import RuntimeConfig
 from powertools_core.runtime.notifier import insert_channel
 from powertools_core.runtime.outcomes import Ack
+from powertools_core.runtime.run import event_loop_name, run_loop
 from powertools_core.runtime.supervisor import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def run_in_process(url: str, schema: str, jobs: int, concurrency: int, worker: s
         finally:
             telemetry.detach(handle)
 
-    asyncio.run(main())
+    run_loop(main())
     return jobs / drain_window(url, schema)
 
 
@@ -134,7 +135,7 @@ def run_bare(url: str, schema: str, jobs: int, batch: int = 100) -> float:
                 acks = [Ack(r[0], r[6], producer, "completed") for r in rows]
                 await conn.execute(ack, ack_params(acks), prepare=True)
 
-    asyncio.run(main())
+    run_loop(main())
     return jobs / drain_window(url, schema)
 
 
@@ -159,7 +160,7 @@ def run_latency(url: str, schema: str, samples: int) -> tuple[float, float, int]
             await runtime.wait_stop_requested()
             await runtime.stop()
 
-        asyncio.run(main())
+        run_loop(main())
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = settings.prefix
     common.print_rows("machine", common.machine())
     common.print_rows("database", common.postgres(url))
+    print(f"event loop: {event_loop_name()} (POWERTOOLS_UVLOOP=0 forces asyncio)")
     print(f"method: burn-down of {args.jobs:,} no-op jobs, median of {args.runs} runs", flush=True)
 
     def median_of(fn: Any, *fn_args: Any) -> float:

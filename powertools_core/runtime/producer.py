@@ -38,6 +38,7 @@ class WorkerCache:
 
     def __init__(self) -> None:
         self._found: dict[str, type[Worker] | PowertoolsError] = {}
+        self._async: dict[type[Worker], bool] = {}
 
     def get(self, name: str) -> type[Worker] | PowertoolsError:
         hit = self._found.get(name)
@@ -48,6 +49,12 @@ class WorkerCache:
                 hit = exc
             self._found[name] = hit
         return hit
+
+    def is_async(self, cls: type[Worker]) -> bool:
+        flag = self._async.get(cls)
+        if flag is None:
+            flag = self._async[cls] = cls.is_async()
+        return flag
 
 
 class Producer:
@@ -293,7 +300,7 @@ class Producer:
         timeout = found.timeout
         deadline = asyncio.timeout(timeout) if timeout is not None else None
         try:
-            if found.is_async():
+            if self.workers.is_async(found):
                 if deadline is None:
                     result = await worker.perform(job)
                 else:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -106,12 +108,27 @@ def run_worker(settings: Settings, config: RuntimeConfig, *, processes: int = 1)
     if processes < 1:
         raise InvalidInput("--processes must be at least 1")
     if processes == 1:
-        stats = asyncio.run(_serve(config, None))
+        stats = run_loop(_serve(config, None))
         if _job_threads_alive():
             _exit_now(0, config, stats, processes)
     else:
         stats = _run_children(settings, config, processes)
     return _result(config, stats, processes)
+
+
+def event_loop_name() -> str:
+    """``uvloop`` when installed (unless ``POWERTOOLS_UVLOOP=0``), else ``asyncio``."""
+    if os.environ.get("POWERTOOLS_UVLOOP", "1") == "0":
+        return "asyncio"
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
+def run_loop(main: Any) -> Any:
+    """``asyncio.run`` on the fastest available event loop (uvloop cuts the loop's own per-job
+    overhead; it is optional: ``pip install uvloop``)."""
+    if event_loop_name() == "uvloop":
+        return importlib.import_module("uvloop").run(main)
+    return asyncio.run(main)
 
 
 def _result(config: RuntimeConfig, stats: dict[str, Any], processes: int) -> WorkerRunResult:
@@ -164,7 +181,7 @@ def _child_main(config_dict: dict[str, Any], app: list[str], ready: Any, out: An
     load_app(app)
     config = RuntimeConfig(**config_dict)
     setup_logging(config.log_format)
-    stats = asyncio.run(_serve(config, ready, (signal.SIGTERM,)))
+    stats = run_loop(_serve(config, ready, (signal.SIGTERM,)))
     out.put(stats)
     sys.stdout.flush()
     sys.stderr.flush()
