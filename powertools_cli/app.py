@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import db, doctor, install, worker
+from powertools_cli.commands import audit, db, doctor, install, ops, worker
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -44,6 +44,8 @@ app.command("install")(install.install_command)
 app.command("doctor")(doctor.doctor_command)
 app.add_typer(db.app, name="db")
 app.add_typer(worker.app, name="worker")
+app.add_typer(ops.app, name="ops")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:
