@@ -3,9 +3,10 @@ severity with the remediation under each. Fits 80 columns; colour only on a term
 
 from __future__ import annotations
 
+import textwrap
+
 from rich import box
 from rich.console import Console
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -63,10 +64,20 @@ def _verdict(result: DoctorResult) -> Text:
 
 def _finding(console: Console, finding: Finding) -> None:
     """The message wraps under itself; the remediation is never hard-wrapped, so it pastes."""
-    line = Text()
-    line.append(f"[{finding.check}]", style=status_style(finding.severity))
-    line.append(f" {finding.message}")
-    console.print(Padding(line, (0, 0, 0, 2), expand=False))
+    tag = f"[{finding.check}]"
+    width = max(40, console.width - 1)
+    lines = textwrap.wrap(
+        f"{tag} {finding.message}",
+        width=width,
+        initial_indent="  ",
+        subsequent_indent="    ",
+        break_on_hyphens=False,
+    )
+    for number, text in enumerate(lines):
+        line = Text(text)
+        if number == 0:
+            line.stylize(status_style(finding.severity), 2, 2 + len(tag))
+        console.print(line, soft_wrap=True)
     fix = Text("    fix: ", style="dim")
     fix.append(finding.remediation, style="cyan")
     console.print(fix, soft_wrap=True)

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any, Final
 
+from alembic.util import CommandError
+
 from powertools_core.db.identifiers import quote_ident
 from powertools_core.doctor import sql
 from powertools_core.doctor.context import CannotRun, CheckContext, Problem
 from powertools_core.doctor.thresholds import exact_duration, format_duration
-from powertools_core.migrate import migration_status
+from powertools_core.migrate import (
+    MigrationStatus,
+    current_revision,
+    head_revision,
+    migration_status,
+)
 from powertools_core.schema import oban
 from powertools_core.schema.powertools import OBAN_JOBS_INDEXES, TABLES, VERSION_TABLE
 
@@ -64,7 +71,7 @@ def _age(value: timedelta | None) -> str:
 # -- schema -----------------------------------------------------------------------------------
 def index_validity(ctx: CheckContext) -> list[Problem]:
     """INVALID or not-ready indexes (a failed CREATE/REINDEX CONCURRENTLY) on our tables."""
-    ctx.require_schema()
+    ctx.require_table("oban_jobs")
     problems = []
     for table, index, valid, ready, _live in ctx.rows(
         sql.BROKEN_INDEXES, {"schema": ctx.prefix, "tables": list(OUR_TABLES)}
@@ -183,7 +190,17 @@ def powertools_migrations(ctx: CheckContext) -> list[Problem]:
                 f"schema:{ctx.prefix}",
             )
         ]
-    status = migration_status(ctx.conn, ctx.prefix)
+    try:
+        status = migration_status(ctx.conn, ctx.prefix)
+    except CommandError:
+        # migrate.migration_status raises for a revision its scripts do not know (instead of
+        # reporting ``unknown``): that is exactly the "newer powertools" case.
+        status = MigrationStatus(
+            current=current_revision(ctx.conn, ctx.prefix),
+            head=head_revision(),
+            pending=[],
+            unknown=True,
+        )
     version_table = ctx.name(VERSION_TABLE)
     if status.unknown:
         return [
