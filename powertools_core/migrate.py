@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
 from powertools_core.config import Settings
@@ -36,24 +36,30 @@ DRY_RUN_COMMIT = "COMMIT;"
 class ObanCore(BaseModel):
     """What install found or did about Oban's own objects."""
 
-    action: Literal["created", "found", "would_create"]
-    version: int | None
-    expected_version: int = oban.OBAN_VERSION
-    missing_tables: list[str] = []
+    action: Literal["created", "found", "would_create"] = Field(
+        description="created here, found already there (left unchanged), or would_create (dry run)"
+    )
+    version: int | None = Field(description="Oban migration version from the table comment")
+    expected_version: int = Field(
+        default=oban.OBAN_VERSION, description="the Oban version powertools is built for"
+    )
+    missing_tables: list[str] = Field(
+        default=[], description="Oban side tables absent beside an existing oban_jobs"
+    )
 
 
 class InstallResult(CommandResult):
     command: Literal["install"] = "install"
-    database: str
-    prefix: str
+    database: str = Field(description="the database URL, password masked")
+    prefix: str = Field(description="the schema installed into")
     dry_run: bool
     oban: ObanCore
-    revision_before: str | None
-    revision_after: str | None
-    applied: list[str]
-    up_to_date: bool
-    warnings: list[str] = []
-    sql: str | None = None
+    revision_before: str | None = Field(description="powertools migration revision before")
+    revision_after: str | None = Field(description="powertools migration revision after")
+    applied: list[str] = Field(description="revisions applied (or that would be, in a dry run)")
+    up_to_date: bool = Field(description="true when nothing needed doing")
+    warnings: list[str] = Field(default=[], description="each one makes the exit status 1")
+    sql: str | None = Field(default=None, description="the SQL script (dry run only)")
 
     def exit_status(self) -> int:
         return 1 if self.warnings else 0

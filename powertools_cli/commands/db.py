@@ -24,6 +24,7 @@ def _run(
 
 
 @app.command("status")
+@common.returns(embedded.DbResult)
 def status(
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
@@ -38,6 +39,7 @@ def status(
 
 
 @app.command("start")
+@common.returns(embedded.DbResult)
 def start(
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
@@ -52,6 +54,7 @@ def start(
 
 
 @app.command("stop")
+@common.returns(embedded.DbResult)
 def stop(
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
@@ -66,6 +69,7 @@ def stop(
 
 
 @app.command("url")
+@common.returns(embedded.DbResult)
 def url(
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
@@ -80,6 +84,7 @@ def url(
 
 
 @app.command("path")
+@common.returns(embedded.DbResult)
 def path(
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,

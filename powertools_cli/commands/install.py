@@ -14,9 +14,10 @@ from powertools_cli.options import (
     Quiet,
     Verbose,
 )
-from powertools_core.migrate import install
+from powertools_core.migrate import InstallResult, install
 
 
+@common.returns(InstallResult)
 def install_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the SQL that would run; change nothing.")

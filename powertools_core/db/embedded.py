@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from powertools_core.config import Settings
 from powertools_core.db.urls import mask_url
@@ -131,14 +131,18 @@ def stop() -> EmbeddedInfo:
 class DbResult(CommandResult):
     """``powertools db status|start|stop|url|path``."""
 
-    path: str
-    initialised: bool
+    path: str = Field(description="the data directory (POWERTOOLS_HOME/pgdata)")
+    initialised: bool = Field(description="initdb has run there")
     running: bool
-    pid: int | None = None
-    url: str | None = None
-    server_version: str | None = None
-    in_use: bool = True
-    in_use_note: str | None = None
+    pid: int | None = Field(default=None, description="postmaster process id while running")
+    url: str | None = Field(default=None, description="connection URL while running (unix socket)")
+    server_version: str | None = Field(default=None, description="PostgreSQL major version")
+    in_use: bool = Field(
+        default=True, description="false when a configured database takes precedence"
+    )
+    in_use_note: str | None = Field(
+        default=None, description="which configured database is used instead"
+    )
 
 
 def _result(command: str, info: EmbeddedInfo, settings: Settings | None) -> DbResult:
