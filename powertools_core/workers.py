@@ -250,3 +250,7 @@ def _validate_declaration(cls: type[Worker]) -> None:
         raise InvalidInput(f"{where}: timeout must be a positive number of seconds or None")
     if not (isinstance(cls.Args, type) and issubclass(cls.Args, BaseModel)):
         raise InvalidInput(f"{where}: Args must be a pydantic BaseModel subclass")
+    if cls.limits:
+        from powertools_core.limits.declarations import validate_worker_limits
+
+        cls.limits = validate_worker_limits(cls.limits, where)
