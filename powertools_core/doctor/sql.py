@@ -250,7 +250,7 @@ SELECT count(*)
 FROM pg_catalog.pg_stat_activity a
 WHERE a.datname = current_database()
   AND a.pid <> pg_backend_pid()
-  AND a.backend_type = 'client backend'
+  AND a.backend_type IS NULL  -- hidden along with the rest of another role's session
   AND NOT pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
   AND NOT pg_catalog.pg_has_role(a.usesysid, 'USAGE')
 """
