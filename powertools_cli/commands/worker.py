@@ -145,6 +145,7 @@ def run(
             node=node,
             grace=parse_duration(grace, name="--grace"),
             log_format=log_format,
+            log_level="warning" if quiet else ("debug" if verbose else "info"),
             health_port=health_port,
             prefetch=prefetch,
             poll_interval=parse_duration(poll_interval, name="--poll-interval"),

@@ -105,6 +105,8 @@ class RuntimeConfig:
     thread_pool_size: int | None = None
     reconnect_max: float = 10.0
     log_format: LogFormat = "text"
+    log_level: str = "info"
+    """debug, info, warning or error (``-v`` / ``-q`` on the command line)."""
     health_port: int | None = None
     leader: bool = True
     """Take part in leader election (stager, lifeline and plugged-in duties)."""

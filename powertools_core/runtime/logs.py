@@ -30,7 +30,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(fmt: LogFormat = "text", level: int = logging.INFO) -> None:
+def setup_logging(fmt: LogFormat = "text", level: int | str = logging.INFO) -> None:
     """Route the ``powertools`` loggers to stderr in the chosen format (idempotent)."""
     root = logging.getLogger("powertools")
     for handler in list(root.handlers):
@@ -45,5 +45,5 @@ def setup_logging(fmt: LogFormat = "text", level: int = logging.INFO) -> None:
             logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
         )
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     root.propagate = False

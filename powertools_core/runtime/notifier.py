@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - only before jobs.notify exists
     def insert_channel(prefix: str) -> str:
         return f"powertools.{validate_prefix(prefix)}.insert"
 
+
 __all__ = ["Notifier", "insert_channel", "signal_channel"]
 
 

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -104,13 +103,11 @@ def build_config(
 
 def run_worker(settings: Settings, config: RuntimeConfig, *, processes: int = 1) -> WorkerRunResult:
     """Run until SIGTERM/SIGINT, drain, and report."""
-    setup_logging(config.log_format)
+    setup_logging(config.log_format, config.log_level)
     if processes < 1:
         raise InvalidInput("--processes must be at least 1")
     if processes == 1:
         stats = run_loop(_serve(config, None))
-        if _job_threads_alive():
-            _exit_now(0, config, stats, processes)
     else:
         stats = _run_children(settings, config, processes)
     return _result(config, stats, processes)
@@ -144,19 +141,6 @@ def _result(config: RuntimeConfig, stats: dict[str, Any], processes: int) -> Wor
     )
 
 
-def _job_threads_alive() -> bool:
-    return any(t.name.startswith("powertools-job") and t.is_alive() for t in threading.enumerate())
-
-
-def _exit_now(code: int, config: RuntimeConfig, stats: dict[str, Any], processes: int) -> None:
-    """Sync jobs still running in threads past the grace would block interpreter exit."""
-    result = _result(config, stats, processes)
-    sys.stdout.write(result.model_dump_json() + "\n" if config.log_format == "json" else "")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 async def _serve(
     config: RuntimeConfig, ready: Any, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
 ) -> dict[str, Any]:
@@ -180,7 +164,7 @@ def _child_main(config_dict: dict[str, Any], app: list[str], ready: Any, out: An
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     load_app(app)
     config = RuntimeConfig(**config_dict)
-    setup_logging(config.log_format)
+    setup_logging(config.log_format, config.log_level)
     stats = run_loop(_serve(config, ready, (signal.SIGTERM,)))
     out.put(stats)
     sys.stdout.flush()

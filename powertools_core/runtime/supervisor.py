@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from powertools_core.jobs.model import Job
@@ -31,6 +30,7 @@ from powertools_core.runtime.maintenance import Lifeline, Stager
 from powertools_core.runtime.notifier import Notifier
 from powertools_core.runtime.producer import Producer, WorkerCache
 from powertools_core.runtime.release import Admission, release
+from powertools_core.runtime.threads import DaemonThreadPool
 
 
 class Heartbeat:
@@ -94,7 +94,7 @@ class Runtime:
             reconnect_max=config.reconnect_max,
         )
         self.workers = WorkerCache()
-        self.executor: ThreadPoolExecutor | None = None
+        self.executor: DaemonThreadPool | None = None
         self.notifier: Notifier | None = None
         self.leader: Leader | None = None
         self.heartbeat: Heartbeat | None = None
@@ -106,7 +106,7 @@ class Runtime:
         await self.fetch.get()
         await self.maint.get()
         size = cfg.thread_pool_size or min(512, sum(cfg.queues.values()) + 4)
-        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="powertools-job")
+        self.executor = DaemonThreadPool(size)
         await self.acker.start()
         admission = Admission(cfg.prefix, self.fetch, self.workers)
         for queue, limit in cfg.queues.items():

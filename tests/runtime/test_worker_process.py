@@ -50,6 +50,26 @@ def test_sigterm_drains_without_losing_or_stranding_jobs(
     assert sorted(total) == sorted(ids) and set(total.values()) == {1}
 
 
+def test_grace_expiry_leaves_the_job_to_the_lifeline(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    (job_id,) = seed(conn, s, "RecordSync", args={"sleep": 60, "sleep_attempts": 1})
+    proc = start_worker(rt_settings, "--grace", "500ms")
+    try:
+        wait_for(lambda: runs(conn, s), message="sync job running")
+    finally:
+        rc = stop(proc, timeout=20)
+    assert rc == 0, "a stuck sync job must not keep the process alive past the grace"
+    assert executing_ids(conn, s) == {job_id}
+    rescuer = start_worker(rt_settings)
+    try:
+        wait_for(lambda: states(conn, s) == {"completed": 1}, message="rescued and completed")
+    finally:
+        assert stop(rescuer) == 0
+    assert [r[1] for r in runs(conn, s)] == [1, 2]
+
+
 def test_kill_9_then_rescue_reruns_only_the_jobs_in_flight(
     rt_settings: Settings, conn: psycopg.Connection
 ) -> None:

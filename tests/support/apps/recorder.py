@@ -78,7 +78,7 @@ class RecordSync(Worker):
 
     def perform(self, job: Job) -> Any:
         record(job)
-        if job.raw_args.get("sleep"):
+        if job.raw_args.get("sleep") and job.attempt <= int(job.raw_args.get("sleep_attempts", 99)):
             time.sleep(float(job.raw_args["sleep"]))
         if job.attempt <= int(job.raw_args.get("fail_times", 0)):
             raise ValueError(f"planned failure on attempt {job.attempt}")
