@@ -123,7 +123,9 @@ def test_a_table_the_role_cannot_read_is_an_error_not_a_pass(
     assert result.exit_code == 2
 
 
-def test_a_lock_it_cannot_get_in_time_is_an_error_finding(installed: Settings, database_url: str) -> None:
+def test_a_lock_it_cannot_get_in_time_is_an_error_finding(
+    installed: Settings, database_url: str
+) -> None:
     with psycopg.connect(database_url) as ddl:
         # an ACCESS EXCLUSIVE lock held elsewhere: doctor's reads wait, then give up
         q(ddl, "LOCK TABLE {s}.powertools_producers IN ACCESS EXCLUSIVE MODE", installed.prefix)
