@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import audit, db, doctor, install, ops, worker
+from powertools_cli.commands import audit, db, doctor, install, limiter, ops, worker
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(worker.app, name="worker")
 app.add_typer(ops.app, name="ops")
 app.add_typer(audit.app, name="audit")
+app.add_typer(limiter.app, name="limiter")
 
 
 def main() -> None:

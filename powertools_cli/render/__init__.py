@@ -10,6 +10,7 @@ from powertools_cli.render import audit as _audit  # noqa: F401
 from powertools_cli.render import db as _db  # noqa: F401  (registers renderers)
 from powertools_cli.render import doctor as _doctor  # noqa: F401
 from powertools_cli.render import install as _install  # noqa: F401
+from powertools_cli.render import limiter as _limiter  # noqa: F401
 from powertools_cli.render import ops as _ops  # noqa: F401
 from powertools_cli.render import worker as _worker  # noqa: F401
 
