@@ -5,14 +5,31 @@ The public API is importable from here (a facade, like Oban's top-level module).
 
 from powertools_core.config import Settings, load_settings
 from powertools_core.errors import PowertoolsError
+from powertools_core.jobs.insert import insert_all, insert_all_async
+from powertools_core.jobs.model import Job
+from powertools_core.jobs.spec import BulkInsertResult, InsertResult, JobSpec, Unique
 from powertools_core.limits.declarations import ConcurrencyLimit, RateLimit
 from powertools_core.version import __version__
+from powertools_core.workers import Cancel, Discard, Redacted, Snooze, Worker, worker
 
 __all__ = [
+    "BulkInsertResult",
+    "Cancel",
     "ConcurrencyLimit",
+    "Discard",
+    "InsertResult",
+    "Job",
+    "JobSpec",
     "PowertoolsError",
     "RateLimit",
+    "Redacted",
     "Settings",
+    "Snooze",
+    "Unique",
+    "Worker",
     "__version__",
+    "insert_all",
+    "insert_all_async",
     "load_settings",
+    "worker",
 ]
