@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._completion_classes import completion_init
 
 from powertools_cli.commands import audit, db, doctor, install, limiter, ops, worker
@@ -54,4 +55,22 @@ def main() -> None:
     # skips registering its shell classes, and `_POWERTOOLS_COMPLETE=complete_bash powertools`
     # (what completions/ call at tab time) would fail with "Shell bash not supported".
     completion_init()
-    app(prog_name="powertools")
+    raise SystemExit(_run(app))
+
+
+def _run(application: typer.Typer) -> int:
+    """Run the app; a usage error is one line on stderr and exit 2, like every other error."""
+    try:
+        code = application(prog_name="powertools", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # `powertools db` alone prints that group's help
+        return exc.exit_code
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 1
+    return code if isinstance(code, int) else 0

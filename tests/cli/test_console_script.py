@@ -200,3 +200,25 @@ def test_console_script_is_the_installed_one() -> None:
     script = console_script()
     assert os.access(script, os.X_OK)
     assert script.parent == Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["instal"], "No such command 'instal'. Did you mean 'install'?"),
+        (["install", "--format", "xml"], "Invalid value for '--format'"),
+        (["install", "--no-such-option"], "No such option: --no-such-option"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: list[str], fragment: str, tmp_path: Path) -> None:
+    run = run_process(args, cwd=tmp_path)
+    assert run.exit_code == 2
+    line = one_line_error(run)
+    assert fragment in line
+    assert "--help" in line
+
+
+def test_a_group_alone_prints_its_help(tmp_path: Path) -> None:
+    run = run_process(["db"], cwd=tmp_path)
+    assert run.exit_code == 2
+    assert "status" in run.output and "Traceback" not in run.output
