@@ -436,7 +436,8 @@ def _plan_unique(indexed: Sequence[tuple[int, JobSpec]]) -> _UniquePlan:
     return _UniquePlan(sent=sent, duplicate_of=duplicate_of)
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    size = CHUNK
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
