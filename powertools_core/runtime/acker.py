@@ -44,7 +44,7 @@ class Acker:
     def __init__(
         self, url: str, prefix: str, node: str, *, max_batch: int = 2000, reconnect_max: float = 10
     ) -> None:
-        self.slot = ConnectionSlot(url, "ack")
+        self.slot = ConnectionSlot(url, "ack", node=node)
         self.prefix = prefix
         self.node = node
         self.max_batch = max_batch
@@ -56,6 +56,7 @@ class Acker:
         self._drained = asyncio.Event()
         self._drained.set()
         self._flushing = False
+        self._in_flight: Sequence[Ack] = ()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_max)
@@ -67,6 +68,10 @@ class Acker:
         self._drained.clear()
         if not self._flushing:
             self._wake.set()
+
+    def pending_ids(self, producer: str) -> list[int]:
+        """Jobs of ``producer`` whose outcome is buffered or being written right now."""
+        return [a.id for a in (*self._in_flight, *self.buffer) if a.producer == producer]
 
     @property
     def backlog(self) -> int:
@@ -104,19 +109,21 @@ class Acker:
         cur = await conn.execute(self._sql, ack_params(batch), prepare=True)
         return [r[0] for r in await cur.fetchall()]
 
-    async def _one_by_one(self, batch: Sequence[Ack], exc: BaseException) -> list[int]:
+    async def _one_by_one(self, batch: Sequence[Ack], exc: BaseException) -> tuple[list[int], int]:
         """A batch the server rejected (not a connection problem): write rows one at a time so
         one bad row cannot hold back the others; a row that still fails is logged."""
         log.error("acker: batch of %d rejected (%s); writing rows one by one", len(batch), exc)
         committed: list[int] = []
+        requeued = 0
         for ack in batch:
             try:
                 committed.extend(await self.flush_now([ack]))
             except DB_ERRORS:
                 self.buffer.append(ack)
+                requeued += 1
             except psycopg.Error as row_exc:
                 log.error("acker: outcome of job %d could not be written: %s", ack.id, row_exc)
-        return committed
+        return committed, requeued
 
     async def _run(self) -> None:
         while True:
@@ -130,6 +137,8 @@ class Acker:
             batch = self.buffer[: self.max_batch]
             del self.buffer[: self.max_batch]
             self._flushing = True
+            self._in_flight = batch
+            requeued = 0
             started = time.perf_counter()
             try:
                 committed = await self.flush_now(batch)
@@ -143,11 +152,12 @@ class Acker:
                 await asyncio.sleep(delay)
                 continue
             except psycopg.Error as exc:
-                committed = await self._one_by_one(batch, exc)
+                committed, requeued = await self._one_by_one(batch, exc)
             finally:
                 self._flushing = False
+                self._in_flight = ()
             self._backoff.reset()
-            stale = len(batch) - len(committed)
+            stale = len(batch) - len(committed) - requeued
             self.acked += len(committed)
             self.stale += stale
             self.flushes += 1

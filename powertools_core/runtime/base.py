@@ -54,9 +54,12 @@ class ConnectionSlot:
     prepared statements live per connection and a pool checkout costs a round trip's worth.
     """
 
-    def __init__(self, url: str, role: str, *, prepare_threshold: int | None = 0) -> None:
+    def __init__(
+        self, url: str, role: str, *, node: str = "", prepare_threshold: int | None = 0
+    ) -> None:
         self.url = url
         self.role = role
+        self.application_name = f"powertools:{role}:{node}"[:63] if node else f"powertools:{role}"
         self.prepare_threshold = prepare_threshold
         self.conn: psycopg.AsyncConnection[Any] | None = None
 
@@ -66,7 +69,7 @@ class ConnectionSlot:
             self.conn = await connect_async(
                 self.url,
                 autocommit=True,
-                application_name=f"powertools:{self.role}",
+                application_name=self.application_name,
                 prepare_threshold=self.prepare_threshold,
             )
         return self.conn

@@ -68,17 +68,32 @@ def discover_duties(ctx: DutyContext) -> list[LeaderDuty]:
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 continue
-            raise
+            log.exception(
+                "leader: cannot import duty module %s; its duties are skipped", module_name
+            )
+            continue
+        except Exception:
+            log.exception(
+                "leader: cannot import duty module %s; its duties are skipped", module_name
+            )
+            continue
         provider = getattr(module, "leader_duties", None)
         if callable(provider) and provider not in providers:
             providers.append(provider)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
+        try:
+            loaded = entry.load()
+        except Exception:
+            log.exception("leader: cannot load duty entry point %s; skipped", entry.name)
+            continue
         if callable(loaded) and loaded not in providers:
             providers.append(loaded)
     duties: list[LeaderDuty] = []
     for provider in providers:
-        duties.extend(provider(ctx))
+        try:
+            duties.extend(provider(ctx))
+        except Exception:
+            log.exception("leader: duty provider %r failed; its duties are skipped", provider)
     return duties
 
 
@@ -101,7 +116,7 @@ class Leader:
         election_interval: float = 5.0,
         reconnect_max: float = 10.0,
     ) -> None:
-        self.slot = ConnectionSlot(url, "leader", prepare_threshold=None)
+        self.slot = ConnectionSlot(url, "leader", node=node, prepare_threshold=None)
         self.prefix = prefix
         self.node = node
         self.duties = list(duties)

@@ -45,9 +45,10 @@ class Notifier:
         on_insert: Callable[[str], None],
         on_signal: Callable[[dict[str, Any]], None],
         on_reconnect: Callable[[], None],
+        node: str = "",
         reconnect_max: float = 10.0,
     ) -> None:
-        self.slot = ConnectionSlot(url, "listen", prepare_threshold=None)
+        self.slot = ConnectionSlot(url, "listen", node=node, prepare_threshold=None)
         self.prefix = prefix
         self.insert_channel = insert_channel(prefix)
         self.signal_channel = signal_channel(prefix)

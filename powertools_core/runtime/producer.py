@@ -110,6 +110,9 @@ class Producer:
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_max)
         self._fetch_sql = queries.sql(queries.FETCH, prefix)
+        self._reconcile_sql = queries.sql(queries.RECONCILE, prefix)
+        self._lost_reply = False
+        self.reconciled = 0
         self._loop = asyncio.get_running_loop()
 
     # service ----------------------------------------------------------------------------
@@ -220,6 +223,8 @@ class Producer:
         started = time.perf_counter()
         try:
             conn = await self.fetch_slot.get()
+            if self._lost_reply:
+                await self._reconcile(conn)
             cur = await conn.execute(
                 self._fetch_sql,
                 {"queue": self.queue, "limit": limit, "attempted_by": self.attempted_by},
@@ -228,6 +233,7 @@ class Producer:
             rows = await cur.fetchall()
         except DB_ERRORS as exc:
             self.healthy = False
+            self._lost_reply = True
             log.warning("producer %s: fetch failed (%s); backing off", self.queue, exc)
             await self.fetch_slot.reset()
             return None
@@ -254,6 +260,23 @@ class Producer:
         self.buffer.extend(jobs)
         self._fill()
         return len(rows)
+
+    async def _reconcile(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        known = [
+            *self.running,
+            *(j.id for j in self.buffer),
+            *self.acker.pending_ids(self.uuid),
+        ]
+        cur = await conn.execute(
+            self._reconcile_sql, {"queue": self.queue, "producer": self.uuid, "known": known}
+        )
+        released = len(await cur.fetchall())
+        self._lost_reply = False
+        if released:
+            self.reconciled += released
+            log.warning(
+                "producer %s: gave back %d job(s) claimed by a lost fetch", self.queue, released
+            )
 
     def _fill(self) -> None:
         while self.buffer and len(self.running) < self.limit and not self.stopping:

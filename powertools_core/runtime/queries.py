@@ -75,6 +75,18 @@ WHERE j.id = u.id
 RETURNING j.id
 """
 
+# After a fetch whose reply was lost (connection dropped mid-statement) the claim may have
+# committed: give back this producer's executing jobs that it does not know about.
+RECONCILE: Final = """
+UPDATE {prefix}.oban_jobs
+SET state = 'available', attempt = attempt - 1
+WHERE state = 'executing'
+  AND queue = %(queue)s
+  AND attempted_by[2] = %(producer)s
+  AND NOT (id = ANY(%(known)s::bigint[]))
+RETURNING id
+"""
+
 UPSERT_PRODUCERS: Final = """
 INSERT INTO {prefix}.powertools_producers AS p
     (uuid, node, queue, pid, concurrency, started_at, beat_at)

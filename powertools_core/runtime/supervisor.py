@@ -84,8 +84,10 @@ class Runtime:
         self.started_at = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._signals = 0
-        self.fetch = ConnectionSlot(config.url, "fetch")
-        self.maint = ConnectionSlot(config.url, "maintenance", prepare_threshold=None)
+        self.fetch = ConnectionSlot(config.url, "fetch", node=config.node)
+        self.maint = ConnectionSlot(
+            config.url, "maintenance", node=config.node, prepare_threshold=None
+        )
         self.acker = Acker(
             config.url,
             config.prefix,
@@ -134,6 +136,7 @@ class Runtime:
             on_insert=self._on_insert,
             on_signal=self._on_signal,
             on_reconnect=self._poke_all,
+            node=cfg.node,
             reconnect_max=cfg.reconnect_max,
         )
         await self.notifier.start()

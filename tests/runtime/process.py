@@ -37,7 +37,7 @@ def start_worker(settings: Settings, *args: str) -> subprocess.Popen[str]:
         "--heartbeat",
         "200ms",
         "--rescue-after",
-        "1s",
+        "2s",
         "--poll-interval",
         "200ms",
         "--election-interval",

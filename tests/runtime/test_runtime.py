@@ -215,3 +215,25 @@ def test_telemetry_events_and_a_failing_handler(
     assert seen["fetch"] >= 1 and seen["ack.batch"] >= 1
     with pytest.raises(ValueError, match="unknown telemetry event"):
         telemetry.attach(["job.finish"], count)
+
+
+def test_database_connections_dropped_mid_run(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    node = f"outage-{uuid.uuid4().hex[:8]}"
+    ids = seed(conn, s, "Record", 60, args={"sleep": 0.02})
+    kill = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name LIKE 'powertools:%%:' || %s"
+    )
+    with running(config_for(rt_settings, node=node, queues={"default": 3})) as rt:
+        for threshold in (10, 25):
+            wait_for(lambda t=threshold: len(runs(conn, s)) >= t, message=f"{threshold} runs")
+            (killed,) = conn.execute(kill, (node,)).fetchone()  # type: ignore[misc]
+            assert killed >= 1
+        wait_for(lambda: states(conn, s) == {"completed": len(ids)}, message="all completed")
+        runtime = rt.runtime
+        assert runtime is not None and runtime.ready()
+    per_job = [r[0] for r in runs(conn, s)]
+    assert sorted(per_job) == sorted(ids), "every job ran exactly once despite the outages"

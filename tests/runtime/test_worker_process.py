@@ -91,9 +91,10 @@ def test_kill_9_then_rescue_reruns_only_the_jobs_in_flight(
     after = Counter(r[0] for r in runs(conn, s))
     assert sorted(after) == sorted(ids), "every job ran"
     twice = {job for job, n in after.items() if n > 1}
-    assert twice <= in_flight, "only jobs claimed by the killed worker may run again"
-    assert all(n <= 2 for n in after.values())
-    assert twice <= set(before), "a job that ran twice had started in the killed worker"
+    detail = f"twice={sorted(twice)} in_flight={sorted(in_flight)} before={sorted(before)}"
+    assert twice <= in_flight, f"only jobs claimed by the killed worker may run again: {detail}"
+    assert all(n <= 2 for n in after.values()), detail
+    assert twice <= set(before), f"a job that ran twice had started in the killed worker: {detail}"
     incidents = conn.execute(
         sql.SQL("SELECT job_id FROM {}.powertools_lifeline_incidents").format(sql.Identifier(s))
     ).fetchall()
