@@ -88,10 +88,14 @@ def upgrade() -> None:
         "powertools_producers_queue_index", "powertools_producers", ["queue", "beat_at"], schema=s
     )
 
-    # Configured limits (declared in code or set at runtime) and their live buckets.
+    # Limits: configured limits (declared in code, synced at worker start; operator cooldowns
+    # live here), one lockable row per gate (limit × partition: a token bucket's exact level,
+    # or the serialisation point of a concurrency counter), and the concurrency holds (which
+    # job holds a slot; a hold counts only while its job is executing that attempt).
     op.create_table(
         "powertools_rate_limits",
         sa.Column("name", sa.Text(), primary_key=True),
+        sa.Column("kind", sa.Text(), nullable=False, server_default="rate"),
         sa.Column("scope", sa.Text(), nullable=False, server_default="global"),
         sa.Column("partition_by", sa.Text(), nullable=True),
         sa.Column("bucket_capacity", sa.Integer(), nullable=True),
@@ -99,11 +103,14 @@ def upgrade() -> None:
         sa.Column("global_limit", sa.Integer(), nullable=True),
         sa.Column("partition_limit", sa.Integer(), nullable=True),
         sa.Column("weight", sa.Integer(), nullable=False, server_default="1"),
+        sa.Column("weight_by", sa.Text(), nullable=True),
+        sa.Column("workers", ARRAY(sa.Text()), nullable=False, server_default="{}"),
         sa.Column("source", sa.Text(), nullable=False, server_default="code"),
         ts("cooldown_until"),
         sa.Column("cooldown_actor", sa.Text(), nullable=True),
         sa.Column("cooldown_reason", sa.Text(), nullable=True),
         ts("updated_at", nullable=False, default_now=True),
+        sa.CheckConstraint("kind IN ('rate', 'concurrency')", name="powertools_rate_limits_kind"),
         sa.CheckConstraint(
             "bucket_capacity IS NULL OR bucket_capacity > 0",
             name="powertools_rate_limits_capacity_check",
@@ -118,16 +125,42 @@ def upgrade() -> None:
         "powertools_rate_buckets",
         sa.Column("limit_name", sa.Text(), nullable=False),
         sa.Column("partition_key", sa.Text(), nullable=False, server_default=""),
+        sa.Column("kind", sa.Text(), nullable=False, server_default="rate"),
         sa.Column("capacity", sa.Integer(), nullable=False),
-        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("span_us", sa.BigInteger(), nullable=False, server_default="0"),
+        # Token buckets: tokens × span_us, exact (integer ticks); concurrency gates: unused (0).
+        sa.Column("level", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column(
+            "tokens",
+            sa.Float(),
+            sa.Computed("CASE WHEN span_us > 0 THEN level::float8 / span_us END", persisted=True),
+        ),
         ts("refilled_at", nullable=False, default_now=True),
         ts("cooldown_until"),
+        sa.Column("cooldown_actor", sa.Text(), nullable=True),
+        sa.Column("cooldown_reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("limit_name", "partition_key", name="powertools_rate_buckets_pkey"),
+        # The referee: a debit that would take more tokens than the bucket holds cannot commit.
         sa.CheckConstraint(
-            "tokens >= 0 AND tokens <= capacity", name="powertools_rate_buckets_tokens_check"
+            "level >= 0 AND level <= capacity::bigint * span_us",
+            name="powertools_rate_buckets_level_check",
+        ),
+        sa.CheckConstraint("capacity > 0", name="powertools_rate_buckets_capacity_check"),
+        schema=s,
+    )
+    op.create_table(
+        "powertools_limit_holds",
+        sa.Column("limit_name", sa.Text(), nullable=False),
+        sa.Column("partition_key", sa.Text(), nullable=False),
+        sa.Column("job_id", sa.BigInteger(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        ts("held_at", nullable=False, default_now=True),
+        sa.PrimaryKeyConstraint(
+            "limit_name", "partition_key", "job_id", name="powertools_limit_holds_pkey"
         ),
         schema=s,
     )
+    op.execute(q(_LIMITS_ADMIT_FUNCTION))
 
     # Jobs the lifeline rescued (or discarded) because their producer died.
     op.create_table(
@@ -280,6 +313,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     s = schema()
+    op.execute(q("DROP FUNCTION IF EXISTS {prefix}.powertools_limits_admit"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_completed_at_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_staging_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_fetch_index"))
@@ -289,6 +323,7 @@ def downgrade() -> None:
         "powertools_archive_runs",
         "powertools_repair_previews",
         "powertools_lifeline_incidents",
+        "powertools_limit_holds",
         "powertools_rate_buckets",
         "powertools_rate_limits",
         "powertools_producers",
@@ -296,3 +331,201 @@ def downgrade() -> None:
         "powertools_audit_events",
     ):
         op.drop_table(table, schema=s)
+
+
+# Admission of a claimed batch, in one autocommit round trip. Gates arrive sorted and are locked
+# in that order (upsert), then read with a fresh snapshot (so holds committed by whoever held the
+# lock before us are counted), then the batch is decided in priority order with exactly the rule
+# of powertools_core.limits.reservation (strict prefix per gate; cooldown first; integer ticks),
+# and the new levels and holds are written back. The level CHECK makes an over-debit uncommittable.
+# The body names tables unqualified (the pinned search_path resolves them) so it is the same text
+# in every schema.
+_LIMITS_ADMIT_FUNCTION = """
+CREATE OR REPLACE FUNCTION {prefix}.powertools_limits_admit(
+    p_now timestamp,
+    p_g_name text[], p_g_partition text[], p_g_kind text[], p_g_capacity integer[],
+    p_g_span_us bigint[],
+    p_jobs bigint[], p_attempts integer[],
+    p_d_job integer[], p_d_gate integer[], p_d_weight integer[]
+) RETURNS TABLE (o_job integer, o_admitted boolean, o_code text, o_gate integer,
+                 o_retry_at timestamp)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, {prefix}, pg_temp
+AS $fn$
+DECLARE
+    now_ts timestamp := coalesce(p_now, timezone('UTC', clock_timestamp()));
+    n_gates integer := coalesce(cardinality(p_g_name), 0);
+    n_jobs integer := coalesce(cardinality(p_jobs), 0);
+    n_dem integer := coalesce(cardinality(p_d_job), 0);
+    lvl bigint[];
+    ref timestamp[];
+    cool timestamp[];
+    cl_code text[];
+    cl_retry timestamp[];
+    t_level bigint[];
+    t_ref timestamp[];
+    chg boolean[];
+    h_job bigint[] := '{}';
+    h_attempt integer[] := '{}';
+    h_gate integer[] := '{}';
+    ji integer;
+    d integer := 1;
+    d0 integer;
+    k integer;
+    gi integer;
+    w integer;
+    cap bigint;
+    span bigint;
+    cur bigint;
+    need bigint;
+    base timestamp;
+    elapsed bigint;
+    blocked boolean;
+    b_code text;
+    b_retry timestamp;
+    b_gate integer;
+BEGIN
+    IF n_gates = 0 THEN
+        RETURN;
+    END IF;
+
+    INSERT INTO powertools_rate_buckets AS b
+        (limit_name, partition_key, kind, capacity, span_us, level, refilled_at)
+    SELECT g.name, g.part, g.kind, g.cap, g.span,
+           CASE WHEN g.kind = 'rate' THEN g.cap::bigint * g.span ELSE 0 END, now_ts
+    FROM unnest(p_g_name, p_g_partition, p_g_kind, p_g_capacity, p_g_span_us)
+        AS g(name, part, kind, cap, span)
+    ORDER BY g.name COLLATE "C", g.part COLLATE "C"
+    ON CONFLICT (limit_name, partition_key) DO UPDATE
+    SET kind = EXCLUDED.kind, capacity = EXCLUDED.capacity, span_us = EXCLUDED.span_us,
+        level = CASE
+            WHEN EXCLUDED.kind <> 'rate' THEN 0
+            WHEN b.span_us = EXCLUDED.span_us THEN least(b.level, EXCLUDED.level)
+            WHEN b.span_us > 0 THEN least(EXCLUDED.level,
+                floor(b.level::numeric * EXCLUDED.span_us / b.span_us)::bigint)
+            ELSE EXCLUDED.level END
+    WHERE (b.kind, b.capacity, b.span_us)
+          IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.capacity, EXCLUDED.span_us);
+
+    SELECT array_agg(CASE WHEN b.kind = 'rate' THEN b.level ELSE live.cnt END ORDER BY g.i),
+           array_agg(b.refilled_at ORDER BY g.i),
+           array_agg(greatest(
+               CASE WHEN b.cooldown_until > now_ts THEN b.cooldown_until END,
+               CASE WHEN l.cooldown_until > now_ts THEN l.cooldown_until END) ORDER BY g.i)
+    INTO lvl, ref, cool
+    FROM unnest(p_g_name, p_g_partition) WITH ORDINALITY AS g(name, part, i)
+    JOIN powertools_rate_buckets b
+      ON b.limit_name = g.name AND b.partition_key = g.part
+    LEFT JOIN powertools_rate_limits l ON l.name = g.name
+    LEFT JOIN LATERAL (
+        SELECT count(*)::bigint AS cnt
+        FROM powertools_limit_holds h
+        JOIN oban_jobs j
+          ON j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt
+        WHERE h.limit_name = g.name AND h.partition_key = g.part
+          AND b.kind <> 'rate' AND NOT (h.job_id = ANY(p_jobs))
+    ) live ON true;
+
+    cl_code := array_fill(NULL::text, ARRAY[n_gates]);
+    cl_retry := array_fill(NULL::timestamp, ARRAY[n_gates]);
+    chg := array_fill(false, ARRAY[n_gates]);
+    t_level := array_fill(NULL::bigint, ARRAY[n_dem]);
+    t_ref := array_fill(NULL::timestamp, ARRAY[n_dem]);
+
+    FOR ji IN 1..n_jobs LOOP
+        d0 := d;
+        WHILE d <= n_dem AND p_d_job[d] = ji LOOP
+            d := d + 1;
+        END LOOP;
+        blocked := false;
+        FOR k IN d0..d - 1 LOOP
+            gi := p_d_gate[k];
+            w := p_d_weight[k];
+            IF cl_code[gi] IS NOT NULL THEN
+                blocked := true; b_code := cl_code[gi]; b_retry := cl_retry[gi]; b_gate := gi;
+                EXIT;
+            END IF;
+            IF cool[gi] IS NOT NULL AND cool[gi] > now_ts THEN
+                blocked := true; b_code := 'cooldown'; b_retry := cool[gi]; b_gate := gi;
+            ELSIF p_g_kind[gi] = 'rate' THEN
+                cap := p_g_capacity[gi];
+                span := p_g_span_us[gi];
+                base := greatest(now_ts, ref[gi]);
+                IF now_ts > ref[gi] THEN
+                    elapsed := round(extract(epoch FROM (now_ts - ref[gi])) * 1000000)::bigint;
+                    IF elapsed >= span THEN
+                        cur := cap * span;
+                    ELSE
+                        cur := least(cap * span, lvl[gi] + elapsed * cap);
+                    END IF;
+                ELSE
+                    cur := least(lvl[gi], cap * span);
+                END IF;
+                need := w::bigint * span;
+                IF w > cap THEN
+                    blocked := true; b_code := 'limit_reached'; b_retry := NULL; b_gate := gi;
+                ELSIF cur >= need THEN
+                    t_level[k] := cur - need;
+                    t_ref[k] := base;
+                ELSE
+                    blocked := true; b_code := 'limit_reached'; b_gate := gi;
+                    b_retry := base + ((need - cur + cap - 1) / cap) * interval '1 microsecond';
+                END IF;
+            ELSIF lvl[gi] + 1 <= p_g_capacity[gi] THEN
+                t_level[k] := lvl[gi] + 1;
+                t_ref[k] := ref[gi];
+            ELSE
+                blocked := true; b_gate := gi; b_retry := NULL;
+                b_code := CASE WHEN p_g_kind[gi] = 'concurrency' THEN 'concurrency_reached'
+                               ELSE 'partition_concurrency_reached' END;
+            END IF;
+            IF blocked THEN
+                cl_code[gi] := b_code;
+                cl_retry[gi] := b_retry;
+                EXIT;
+            END IF;
+        END LOOP;
+        IF blocked THEN
+            o_job := ji; o_admitted := false; o_code := b_code; o_gate := b_gate;
+            o_retry_at := b_retry;
+        ELSE
+            FOR k IN d0..d - 1 LOOP
+                gi := p_d_gate[k];
+                lvl[gi] := t_level[k];
+                ref[gi] := t_ref[k];
+                chg[gi] := true;
+                IF p_g_kind[gi] <> 'rate' THEN
+                    h_job := h_job || p_jobs[ji];
+                    h_attempt := h_attempt || p_attempts[ji];
+                    h_gate := h_gate || gi;
+                END IF;
+            END LOOP;
+            o_job := ji; o_admitted := true; o_code := NULL; o_gate := NULL; o_retry_at := NULL;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+
+    UPDATE powertools_rate_buckets b
+    SET level = u.lvl, refilled_at = u.ref
+    FROM unnest(p_g_name, p_g_partition, p_g_kind, lvl, ref, chg)
+        AS u(name, part, kind, lvl, ref, chg)
+    WHERE u.chg AND u.kind = 'rate' AND b.limit_name = u.name AND b.partition_key = u.part;
+
+    IF cardinality(h_job) > 0 THEN
+        INSERT INTO powertools_limit_holds AS h
+            (limit_name, partition_key, job_id, attempt, held_at)
+        SELECT p_g_name[x.gate], p_g_partition[x.gate], x.job, x.attempt, now_ts
+        FROM unnest(h_gate, h_job, h_attempt) AS x(gate, job, attempt)
+        ON CONFLICT (limit_name, partition_key, job_id) DO UPDATE
+        SET attempt = EXCLUDED.attempt, held_at = EXCLUDED.held_at;
+    END IF;
+
+    DELETE FROM powertools_limit_holds h
+    USING unnest(p_g_name, p_g_partition, p_g_kind) AS g(name, part, kind)
+    WHERE g.kind <> 'rate' AND h.limit_name = g.name AND h.partition_key = g.part
+      AND NOT EXISTS (
+          SELECT 1 FROM oban_jobs j
+          WHERE j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt);
+END
+$fn$
+"""

@@ -1,0 +1,223 @@
+"""Admission: which jobs of a just-claimed batch may run, decided in the database.
+
+The runtime claims a batch with its fetch statement, then calls :func:`admit` when any claimed
+job's worker declares limits, and releases the refused jobs back to ``available`` (attempt
+restored). Admission is one autocommit call of ``powertools_limits_admit`` (see migration
+0001): it locks each gate the batch needs (sorted, so pickers never deadlock), reads the gates
+with a fresh snapshot, decides the batch in priority order with the rule of
+:mod:`powertools_core.limits.reservation`, and writes the debited levels and concurrency holds
+back. The bucket's CHECK (``0 <= level <= capacity * span``) makes an over-debit impossible to
+commit; the gate row lock is the serialisation point for concurrency across nodes. A job holds a
+concurrency slot while it is ``executing`` that attempt, so any outcome (ack, rescue, release)
+frees it without further writes.
+
+A small per-process cache remembers gates that blocked ("saturated until t"), so a saturated
+limit refuses jobs without a round trip until t (at most ``CACHE_MAX``; cooldowns are
+re-checked at that pace so ``limiter resume`` takes effect quickly).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from powertools_core.db.identifiers import qualify
+from powertools_core.errors import InvalidInput
+from powertools_core.jobs.model import Job
+from powertools_core.limits.declarations import Demand, Gate, worker_demands
+from powertools_core.limits.store import naive_utc, sync_async, worker_limits
+
+log = logging.getLogger("powertools.limits")
+
+CACHE_MAX: Final = timedelta(seconds=1)
+
+ADMIT: Final = """
+SELECT o_job, o_admitted, o_code, o_gate, o_retry_at
+FROM {prefix}.powertools_limits_admit(
+    %(now)s::timestamp, %(g_name)s::text[], %(g_part)s::text[], %(g_kind)s::text[],
+    %(g_cap)s::integer[], %(g_span)s::bigint[], %(jobs)s::bigint[], %(attempts)s::integer[],
+    %(d_job)s::integer[], %(d_gate)s::integer[], %(d_weight)s::integer[]
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why admission refused a job (the first gate that blocked it)."""
+
+    job_id: int
+    code: str
+    limit: str
+    partition: str
+    retry_at: datetime | None
+
+
+@dataclass
+class SaturationCache:
+    """Gates known to refuse until a moment, per schema: ``(prefix, name, partition) -> t``."""
+
+    until: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+
+    def blocked(self, prefix: str, gate: Gate, now: datetime) -> datetime | None:
+        t = self.until.get((prefix, gate.name, gate.partition))
+        if t is None:
+            return None
+        if t <= now:
+            del self.until[(prefix, gate.name, gate.partition)]
+            return None
+        return t
+
+    def remember(self, prefix: str, gate: Gate, until: datetime, now: datetime) -> None:
+        self.until[(prefix, gate.name, gate.partition)] = min(until, now + CACHE_MAX)
+
+    def clear(self) -> None:
+        self.until.clear()
+
+
+CACHE: Final = SaturationCache()
+_SYNCED: set[tuple[str, str]] = set()
+
+
+def _worker_class(name: str) -> type[Any] | None:
+    from powertools_core.workers import registered, resolve
+
+    found = registered().get(name)
+    if found is not None:
+        return found
+    try:
+        return resolve(name)
+    except InvalidInput:
+        return None
+
+
+def _demands(job: Job) -> list[Demand]:
+    cls = _worker_class(job.worker)
+    limits = tuple(getattr(cls, "limits", ()) or ())
+    if not limits:
+        return []
+    try:
+        return worker_demands(limits, job.raw_args if job.raw_args is not None else job.args)
+    except InvalidInput as exc:
+        # The job cannot be placed in a partition; refusing it would strand it forever, so it
+        # runs (and its perform sees the same args). This is logged, never silent.
+        log.warning("limits: job %d admitted without limits: %s", job.id, exc.one_line())
+        return []
+
+
+def build_params(
+    jobs: Sequence[tuple[Job, Sequence[Demand]]], now: datetime | None
+) -> dict[str, Any]:
+    """The function's parameters: distinct gates in lock order, then one row per demand."""
+    gates: dict[tuple[str, str], Gate] = {}
+    for _, demands in jobs:
+        for d in demands:
+            gates.setdefault(d.gate.key, d.gate)
+    order = sorted(gates, key=lambda k: (k[0].encode(), k[1].encode()))
+    index = {k: i + 1 for i, k in enumerate(order)}
+    params: dict[str, Any] = {
+        "now": naive_utc(now) if now is not None else None,
+        "g_name": [k[0] for k in order],
+        "g_part": [k[1] for k in order],
+        "g_kind": [gates[k].kind for k in order],
+        "g_cap": [gates[k].capacity for k in order],
+        "g_span": [gates[k].span_us for k in order],
+        "jobs": [j.id for j, _ in jobs],
+        "attempts": [j.attempt for j, _ in jobs],
+        "d_job": [],
+        "d_gate": [],
+        "d_weight": [],
+    }
+    for i, (_, demands) in enumerate(jobs, start=1):
+        seen: set[tuple[str, str]] = set()
+        for d in demands:
+            if d.gate.key in seen:
+                continue
+            seen.add(d.gate.key)
+            params["d_job"].append(i)
+            params["d_gate"].append(index[d.gate.key])
+            params["d_weight"].append(d.weight)
+    params["_order"] = order
+    return params
+
+
+async def run_admission(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    jobs: Sequence[tuple[Job, Sequence[Demand]]],
+    now: datetime | None,
+) -> list[Refusal | None]:
+    """Decide ``jobs`` (with their demands, in priority order) in one call; one entry per job:
+    None when admitted."""
+    if not jobs:
+        return []
+    params = build_params(jobs, now)
+    order: list[tuple[str, str]] = params.pop("_order")
+    cur = await conn.execute(qualify(ADMIT, prefix), params)
+    out: list[Refusal | None] = [None] * len(jobs)
+    for job_index, admitted, code, gate_index, retry_at in await cur.fetchall():
+        if not admitted:
+            name, part = order[gate_index - 1]
+            out[job_index - 1] = Refusal(jobs[job_index - 1][0].id, code, name, part, retry_at)
+    return out
+
+
+async def _sync_new(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Sequence[Job]) -> None:
+    fresh: dict[str, type[Any]] = {}
+    for job in jobs:
+        if (prefix, job.worker) in _SYNCED:
+            continue
+        cls = _worker_class(job.worker)
+        if cls is not None and tuple(getattr(cls, "limits", None) or ()):
+            fresh[job.worker] = cls
+    if not fresh:
+        return
+    await sync_async(conn, prefix, worker_limits(fresh))
+    _SYNCED.update((prefix, w) for w in fresh)
+
+
+async def admit(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    jobs: Sequence[Job],
+    now: datetime | None = None,
+    *,
+    cache: SaturationCache | None = CACHE,
+) -> tuple[list[Job], list[Job]]:
+    """Split a claimed batch into (admitted, refused), both in the given (priority) order.
+
+    ``conn`` is an autocommit connection (admission is a single statement, so it may be shared
+    with other statements). ``now`` is the admission clock; None uses the database's clock,
+    which keeps every node on one timeline. ``cache`` None disables the saturation cache.
+    """
+    if not jobs:
+        return [], []
+    wall = now if now is not None else datetime.now(UTC)
+    wall_naive = naive_utc(wall)
+    await _sync_new(conn, prefix, jobs)
+    pending: list[tuple[Job, Sequence[Demand]]] = []
+    verdict: dict[int, bool] = {}
+    for job in jobs:
+        demands = _demands(job)
+        if not demands:
+            verdict[job.id] = True
+            continue
+        if cache is not None and any(
+            cache.blocked(prefix, d.gate, wall_naive) is not None for d in demands
+        ):
+            verdict[job.id] = False
+            continue
+        pending.append((job, demands))
+    refusals = await run_admission(conn, prefix, pending, now)
+    for (job, wanted), refusal in zip(pending, refusals, strict=True):
+        verdict[job.id] = refusal is None
+        if refusal is not None and cache is not None and refusal.retry_at is not None:
+            gate = next(d.gate for d in wanted if d.gate.key == (refusal.limit, refusal.partition))
+            cache.remember(prefix, gate, refusal.retry_at, wall_naive)
+    admitted = [j for j in jobs if verdict[j.id]]
+    refused = [j for j in jobs if not verdict[j.id]]
+    return admitted, refused
