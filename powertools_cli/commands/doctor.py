@@ -14,11 +14,12 @@ from powertools_cli.options import (
     Quiet,
     Verbose,
 )
-from powertools_core.doctor import doctor
+from powertools_core.doctor import DoctorResult, doctor
 from powertools_core.doctor.thresholds import parse_overrides
 from powertools_core.errors import PowertoolsError
 
 
+@common.returns(DoctorResult)
 def doctor_command(
     strict: Annotated[
         bool,
@@ -82,8 +83,8 @@ def doctor_command(
     archive_retention) stay warnings.
 
     **Deadlines**: a job's deadline is meta.deadline_at, an ISO-8601 timestamp (UTC when it
-    has no offset), e.g. {"deadline_at": "2026-01-31T12:00:00Z"}; meta.__deadline_at__ is
-    read the same way.
+    has no offset), e.g. {"deadline_at": "2026-01-31T12:00:00Z"}; `meta.__deadline_at__`
+    (Oban Powertools for Elixir) is read the same way.
 
     **Thresholds** (defaults; set in [tool.powertools.doctor] or with --threshold):
     statement_timeout 5s, lock_timeout 1s, uniqueness_backlog 50000,

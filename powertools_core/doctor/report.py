@@ -65,8 +65,8 @@ class DatabaseInfo(BaseModel):
 class Summary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    error: int = 0
-    warning: int = 0
+    error: int = Field(default=0, description="findings with severity error")
+    warning: int = Field(default=0, description="findings with severity warning")
 
 
 class DoctorResult(CommandResult):
@@ -75,16 +75,22 @@ class DoctorResult(CommandResult):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     command: Literal["doctor"] = "doctor"
-    prefix: str
-    strict: bool
-    database: DatabaseInfo
-    oban_version_expected: int = OBAN_VERSION
-    oban_version_db: int | None
-    exit_code: Literal[0, 1, 2]
-    summary: Summary
-    checks: list[CheckResult]
-    findings: list[Finding]
-    thresholds: dict[str, str]
+    prefix: str = Field(description="the schema inspected")
+    strict: bool = Field(description="whether --strict promoted warnings")
+    database: DatabaseInfo = Field(description="server version and masked URL")
+    oban_version_expected: int = Field(
+        default=OBAN_VERSION, description="the Oban schema version powertools expects"
+    )
+    oban_version_db: int | None = Field(
+        description="the version in the oban_jobs table comment; null when absent"
+    )
+    exit_code: Literal[0, 1, 2] = Field(
+        description="0 clean, 1 warnings only, 2 any error; equals the process exit code"
+    )
+    summary: Summary = Field(description="finding counts by severity")
+    checks: list[CheckResult] = Field(description="every check run, in order")
+    findings: list[Finding] = Field(description="every problem found, in check order")
+    thresholds: dict[str, str] = Field(description="the thresholds in force, as in config")
 
     def exit_status(self) -> int:
         return self.exit_code
@@ -109,7 +115,6 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of the output, generated from the model (``schema.json`` is this)."""
     schema = DoctorResult.model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://powertools.invalid/schemas/doctor-v1.json"
     return schema
 
 
