@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import urllib.request
+import uuid
 from collections import Counter
 
 import psycopg
@@ -75,11 +76,18 @@ def test_kill_9_then_rescue_reruns_only_the_jobs_in_flight(
 ) -> None:
     s = rt_settings.prefix
     ids = seed(conn, s, "Record", 40, args={"sleep": 0.2})
-    victim = start_worker(rt_settings, "--queues", "default=5")
+    node = f"victim-{uuid.uuid4().hex[:8]}"
+    victim = start_worker(rt_settings, "--queues", "default=5", "--node", node)
     try:
         wait_for(lambda: len(runs(conn, s)) >= 10, message="victim ran some jobs")
     finally:
         stop(victim, signal.SIGKILL)
+    # A statement the victim had already sent may still commit: wait for its backends to end.
+    alive = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s"
+    wait_for(
+        lambda: conn.execute(alive, (f"powertools:%:{node}",)).fetchone() == (0,),
+        message="the victim's sessions to end",
+    )
     in_flight = executing_ids(conn, s)
     assert in_flight, "the kill should leave claimed jobs behind"
     before = Counter(r[0] for r in runs(conn, s))
