@@ -12,10 +12,12 @@ from typing import Final
 
 # -- session ----------------------------------------------------------------------------------
 BEGIN_READ_ONLY: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# The doctor's limits for this transaction only (SET LOCAL, as parameters).
 SESSION_LIMITS: Final = """
 SELECT set_config('statement_timeout', %(statement_timeout)s, true),
        set_config('lock_timeout', %(lock_timeout)s, true),
-       set_config('TimeZone', 'UTC', true)
+       set_config('TimeZone', 'UTC', true),
+       set_config('jit', 'off', true)  -- short probes: compiling would cost more than it saves
 """
 SERVER_INFO: Final = """
 SELECT current_setting('server_version'), current_setting('server_version_num')::int,

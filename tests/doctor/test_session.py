@@ -31,9 +31,10 @@ def test_checks_run_read_only_and_hold_only_access_share_locks(
         settings = ctx.conn.exec_driver_sql(
             "SELECT current_setting('transaction_read_only'), "
             "current_setting('statement_timeout'), current_setting('lock_timeout'), "
-            "current_setting('transaction_isolation')"
+            "current_setting('transaction_isolation'), current_setting('jit'), "
+            "current_setting('TimeZone')"
         ).one()
-        assert tuple(settings) == ("on", "7s", "2s", "repeatable read")
+        assert tuple(settings) == ("on", "7s", "2s", "repeatable read", "off", "UTC")
         modes = {
             row[0]
             for row in ctx.conn.exec_driver_sql(
