@@ -1,0 +1,188 @@
+"""insert_all on a real PostgreSQL: the COPY path, the unnest path with results, mixing with
+unique specs, atomicity in the caller's transaction, and the async twin."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from pydantic import BaseModel
+
+from powertools_core import BulkInsertResult, Worker, insert_all, insert_all_async
+from powertools_core.config import Settings
+from powertools_core.errors import InvalidInput, PowertoolsError
+from powertools_core.jobs import insert as insert_mod
+
+
+class BulkA(Worker):
+    queue = "bulk"
+
+    class Args(BaseModel):
+        n: int
+        text: str = "x"
+
+    def perform(self, job: Any) -> None:
+        return None
+
+
+class BulkB(Worker):
+    queue = "other"
+    priority = 3
+
+    def perform(self, job: Any) -> None:
+        return None
+
+
+def rows(url: str, prefix: str) -> list[dict[str, Any]]:
+    with (
+        psycopg.connect(url, autocommit=True) as c,
+        c.cursor(row_factory=psycopg.rows.dict_row) as cur,
+    ):
+        query = sql.SQL(
+            "SELECT id, state::text AS state, queue, worker, args, tags, meta, priority, "
+            "max_attempts, scheduled_at, inserted_at FROM {}.oban_jobs ORDER BY id"
+        ).format(sql.Identifier(prefix))
+        return cur.execute(query).fetchall()
+
+
+def mixed_specs(count: int) -> list[Any]:
+    specs = []
+    for i in range(count):
+        if i % 3 == 0:
+            specs.append(BulkB.new({"i": i, "nested": {"a": [1, 2]}}, tags=["b", f"t{i}"]))
+        elif i % 3 == 1:
+            specs.append(BulkA.new({"n": i, "text": "quote ' and \\ and \t tab, {brace}"}))
+        else:
+            specs.append(
+                BulkA.new(
+                    {"n": i},
+                    scheduled_at=datetime(2999, 1, 1, 0, 0, i % 60),
+                    meta={"k": "é"},
+                    priority=1,
+                )
+            )
+    return specs
+
+
+@pytest.mark.parametrize("returning", [False, True])
+def test_insert_all_writes_every_column(
+    installed: Settings, database_url: str, returning: bool
+) -> None:
+    specs = mixed_specs(300)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        result = insert_all(specs, conn=conn, prefix=installed.prefix, returning=returning)
+    assert isinstance(result, BulkInsertResult)
+    assert (result.inserted, result.conflicts) == (300, 0)
+    stored = rows(database_url, installed.prefix)
+    assert len(stored) == 300
+    # Both paths insert in input order, so ids follow the specs.
+    for spec, row in zip(specs, stored, strict=True):
+        assert row["worker"] == spec.worker
+        assert row["queue"] == spec.queue
+        assert row["args"] == spec.args
+        assert row["tags"] == list(spec.tags)
+        assert row["meta"] == spec.meta
+        assert row["priority"] == spec.priority
+        assert row["state"] == spec.state
+        if spec.scheduled_at is not None:
+            assert row["scheduled_at"] == spec.scheduled_at
+        else:
+            assert row["scheduled_at"] == row["inserted_at"]
+    if returning:
+        assert result.results is not None
+        assert [r.id for r in result.results] == [r["id"] for r in stored]
+        assert all(not r.conflict for r in result.results)
+    else:
+        assert result.results is None
+        with pytest.raises(InvalidInput, match="returning=True"):
+            _ = result.ids
+
+
+def test_returning_keeps_input_order_across_chunks(
+    installed: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(insert_mod, "CHUNK", 64)
+    specs = [BulkA.new({"n": i}) for i in range(1000)]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        result = insert_all(specs, conn=conn, prefix=installed.prefix, returning=True)
+    assert result.results is not None
+    assert [r.job.args["n"] for r in result.results] == list(range(1000))
+    assert result.ids == sorted(result.ids)
+
+
+def test_mixed_plain_and_unique_specs(installed: Settings, database_url: str) -> None:
+    specs = [
+        BulkA.new({"n": 1}),
+        BulkA.new({"n": 2}, unique=True),
+        BulkA.new({"n": 3}),
+        BulkA.new({"n": 2}, unique=True),
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        counted = insert_all(specs, conn=conn, prefix=installed.prefix)
+        returned = insert_all(specs, conn=conn, prefix=installed.prefix, returning=True)
+    assert (counted.inserted, counted.conflicts) == (3, 1)
+    assert (returned.inserted, returned.conflicts) == (2, 2)
+    assert returned.results is not None
+    assert [r.job.args["n"] for r in returned.results] == [1, 2, 3, 2]
+    assert [r.conflict for r in returned.results] == [False, True, False, True]
+    assert len(rows(database_url, installed.prefix)) == 5
+
+
+@pytest.mark.parametrize("returning", [False, True])
+def test_rolled_back_with_the_callers_transaction(
+    installed: Settings, database_url: str, returning: bool
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        specs = [*mixed_specs(20), BulkA.new({"n": 99}, unique=True)]
+        result = insert_all(specs, conn=conn, prefix=installed.prefix, returning=returning)
+        assert result.inserted == 21
+        conn.rollback()
+    assert rows(database_url, installed.prefix) == []
+
+
+def test_bad_input_is_refused_before_sql(installed: Settings, database_url: str) -> None:
+    closed = psycopg.connect(database_url)
+    closed.close()
+    with pytest.raises(InvalidInput, match="JobSpec"):
+        insert_all([{"worker": "x"}], conn=closed, prefix=installed.prefix)  # type: ignore[list-item]
+    empty = insert_all([], conn=closed, prefix=installed.prefix)
+    assert (empty.inserted, empty.results) == (0, None)
+    assert insert_all([], conn=closed, prefix=installed.prefix, returning=True).results == ()
+
+
+def test_async_insert_all(installed: Settings, database_url: str) -> None:
+    async def scenario() -> tuple[BulkInsertResult, BulkInsertResult]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            copied = await insert_all_async(mixed_specs(50), conn=conn, prefix=installed.prefix)
+            returned = await insert_all_async(
+                [BulkA.new({"n": i}, unique=True) for i in (1, 2, 1)],
+                conn=conn,
+                prefix=installed.prefix,
+                returning=True,
+            )
+            await conn.commit()
+            return copied, returned
+
+    copied, returned = asyncio.run(scenario())
+    assert copied.inserted == 50
+    assert returned.results is not None
+    assert [r.conflict for r in returned.results] == [False, False, True]
+    assert len(rows(database_url, installed.prefix)) == 52
+
+
+def test_a_failing_bulk_insert_leaves_nothing(installed: Settings, database_url: str) -> None:
+    """One transaction for the whole call even on an autocommit connection."""
+    good = [BulkA.new({"n": i}) for i in range(10)]
+    # A spec built by hand can break a table constraint (worker over 127 characters).
+    broken = dataclasses.replace(BulkA.new({"n": 0}), worker="w" * 200)
+    with (
+        psycopg.connect(database_url, autocommit=True) as conn,
+        pytest.raises(PowertoolsError, match="worker_length"),
+    ):
+        insert_all([*good, broken], conn=conn, prefix=installed.prefix)
+    assert rows(database_url, installed.prefix) == []
