@@ -30,7 +30,7 @@ from powertools_core import ops
 from powertools_core.config import Settings
 from powertools_core.errors import PowertoolsError
 from powertools_core.ops.actions import DEFAULT_STATES, Action
-from powertools_core.ops.bulk import DEFAULT_BATCH_SIZE
+from powertools_core.ops.bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from powertools_core.ops.errors import ConfirmationRequired, check_intent
 from powertools_core.ops.filters import JobFilter
 from powertools_core.schema.oban import JOB_STATES
@@ -420,6 +420,16 @@ def _bulk(action: Action) -> Callable[..., None]:
                 rich_help_panel=EXECUTION,
             ),
         ] = DEFAULT_BATCH_SIZE,
+        concurrency: Annotated[
+            int,
+            typer.Option(
+                "--concurrency",
+                help="Chunks in flight at once, each on its own connection.",
+                min=1,
+                max=MAX_CONCURRENCY,
+                rich_help_panel=EXECUTION,
+            ),
+        ] = DEFAULT_CONCURRENCY,
         resume: Annotated[
             str | None,
             typer.Option(
@@ -475,6 +485,7 @@ def _bulk(action: Action) -> Callable[..., None]:
                 reason=reason,
                 preview_token=token,
                 batch_size=batch_size,
+                concurrency=concurrency,
                 progress=lambda total: out.progress(verb[action.value], total),
                 resume_run=resume,
                 command=name,

@@ -42,7 +42,9 @@ from powertools_core.ops.actions import (
 )
 from powertools_core.ops.bulk import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
     MAX_BATCH_SIZE,
+    MAX_CONCURRENCY,
     ChunkReport,
     OnChunk,
     ProgressFactory,
@@ -50,7 +52,7 @@ from powertools_core.ops.bulk import (
     select,
 )
 from powertools_core.ops.errors import PreviewDrifted, check_intent
-from powertools_core.ops.filters import JobFilter, build_filter, where_clause
+from powertools_core.ops.filters import JobFilter, build_filter, describe, where_clause
 from powertools_core.ops.preview import plan_hash as compute_plan_hash
 from powertools_core.ops.preview import select_groups, select_sample, summarise, token_of
 from powertools_core.ops.results import (
@@ -336,21 +338,28 @@ def execute(
     progress: ProgressFactory | None = None,
     resume_run: uuid.UUID | str | None = None,
     handle_sigint: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
     command: str | None = None,
 ) -> ActionResult:
     """Run a bulk action over the filter in chunks of ``batch_size`` (see ``ops.bulk``).
 
     ``progress(total)`` is a context manager yielding ``advance(n)``; ``on_chunk`` is called
     after every committed chunk. ``resume_run`` continues an interrupted run under its id,
-    leaving out every job it already changed.
+    leaving out every job it already changed. ``concurrency`` chunks are in flight at once (each
+    on its own connection); an interruption stops after those.
     """
     act = _action(action)
     who, why = check_intent(actor or settings.actor, reason)
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InvalidInput(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise InvalidInput(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     run = _run_id(resume_run)
+    url = resolve_url(settings)
     chosen = bulk_filter(act, job_filter)
     with _connection(settings) as conn:
+        if resume_run is not None:
+            _check_resumable(conn, settings.prefix, act, run, chosen)
         selection = select(
             conn,
             settings.prefix,
@@ -374,6 +383,27 @@ def execute(
             progress=progress,
             handle_sigint=handle_sigint,
             record_run=True,
+            concurrency=concurrency,
+            connect=lambda: connect(url, autocommit=True),
+        )
+
+
+def _check_resumable(
+    conn: psycopg.Connection[Any], prefix: str, act: Action, run: uuid.UUID, chosen: JobFilter
+) -> None:
+    """A run to resume must be in the audit trail, for this action and with the same filter."""
+    events = list_events(conn, prefix, run_id=run, limit=1)
+    if not events:
+        raise InvalidInput(
+            f"no run {run} in the audit trail", hint="pass the run_id an interrupted run printed"
+        )
+    summaries = list_events(conn, prefix, run_id=run, target_type="job_selection", limit=1)
+    if events[0].action not in (act.audit_action, act.run_audit_action):
+        raise InvalidInput(f"run {run} was not a {act.value} run ({events[0].action})")
+    if summaries and summaries[0].meta.get("filter") != chosen.canonical():
+        raise InvalidInput(
+            f"run {run} used different filters ({describe(summaries[0].meta['filter'] or {})})",
+            hint="resume with exactly the filters of the run",
         )
 
 

@@ -87,7 +87,8 @@ def signal_channel(prefix: str) -> str:
 
 
 # One chunk = one statement. ``%(ids)s``/``%(states)s``/``%(attempts)s`` are the chunk's
-# selection (parallel arrays); rows whose state or attempt moved since are not picked.
+# selection (parallel arrays, ids ascending; ``low``/``high`` its first and last id, which keeps
+# the primary-key scan to the chunk's range); rows whose state or attempt moved are not picked.
 _CHUNK_TEMPLATE: Final = """
 WITH sel AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(attempts)s::int[])
@@ -97,7 +98,8 @@ WITH sel AS (
            j.completed_at, j.cancelled_at, j.discarded_at
     FROM {prefix}.oban_jobs AS j
     JOIN sel ON sel.id = j.id
-    WHERE j.state = sel.state::{prefix}.oban_job_state AND j.attempt = sel.attempt
+    WHERE j.id BETWEEN %(low)s AND %(high)s
+      AND j.state = sel.state::{prefix}.oban_job_state AND j.attempt = sel.attempt
     ORDER BY j.id
     FOR UPDATE OF j SKIP LOCKED
 ), changed AS ({changed}

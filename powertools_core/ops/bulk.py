@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import FrameType
@@ -61,8 +62,10 @@ from powertools_core.ops.preview import (
 from powertools_core.ops.results import ActionResult, FailedJob, SkippedJob, Summary
 from powertools_core.schema.oban import JOB_STATES
 
-DEFAULT_BATCH_SIZE: Final = 5_000
+DEFAULT_BATCH_SIZE: Final = 2_000
 MAX_BATCH_SIZE: Final = 50_000
+DEFAULT_CONCURRENCY: Final = 2
+MAX_CONCURRENCY: Final = 8
 
 BEGIN_SNAPSHOT: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
@@ -120,6 +123,16 @@ class _Tally:
     longest: float = 0.0
 
 
+@dataclass(slots=True)
+class _ChunkOutcome:
+    start: int
+    stop: int
+    done: list[int]
+    skipped: list[SkippedJob]
+    failed: list[FailedJob]
+    seconds: float
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     groups: list[GroupRow]
@@ -158,7 +171,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 class BulkRun:
-    """One execution of an action over a selection (see the module docstring)."""
+    """One execution of an action over a selection (see the module docstring).
+
+    With ``concurrency`` > 1, that many chunks are in flight at once, each on its own
+    connection (``connect`` opens the extra ones); chunks hold disjoint ids, so they never wait
+    on each other. Results are reported in id order whatever order chunks finish in.
+    """
 
     def __init__(
         self,
@@ -172,6 +190,8 @@ class BulkRun:
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_chunk: OnChunk | None = None,
         handle_sigint: bool = True,
+        concurrency: int = 1,
+        connect: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
         self.prefix = prefix
@@ -182,15 +202,19 @@ class BulkRun:
         self.batch_size = batch_size
         self.on_chunk = on_chunk
         self.handle_sigint = handle_sigint
+        self.concurrency = concurrency if connect is not None else 1
+        self.connect = connect
         self._chunk_sql = qualify(CHUNK_SQL[action], prefix)
         self._current_sql = qualify(CURRENT_STATES, prefix)
         self._signal_channel = signal_channel(prefix)
         self._insert_channel = insert_channel(prefix)
 
-    # one chunk -----------------------------------------------------------------------------
+    # one chunk (runs on any connection; touches no shared state) ------------------------------
     def _params(self, ids: list[int], states: list[str], attempts: list[int]) -> dict[str, Any]:
         return {
             "ids": ids,
+            "low": ids[0],
+            "high": ids[-1],
             "states": states,
             "attempts": attempts,
             "actor": self.actor,
@@ -199,10 +223,16 @@ class BulkRun:
             "run_id": self.run_id,
         }
 
-    def _act(self, ids: list[int], states: list[str], attempts: list[int]) -> list[Any]:
+    def _act(
+        self,
+        conn: psycopg.Connection[Any],
+        ids: list[int],
+        states: list[str],
+        attempts: list[int],
+    ) -> list[Any]:
         """One transaction: the guarded change, its audit events, and its notifications."""
-        with self.conn.transaction():
-            rows = self.conn.execute(self._chunk_sql, self._params(ids, states, attempts))
+        with conn.transaction():
+            rows = conn.execute(self._chunk_sql, self._params(ids, states, attempts))
             changed = rows.fetchall()
             if self.action is Action.cancel:
                 stops = [
@@ -211,38 +241,45 @@ class BulkRun:
                     if r[1] == "executing"
                 ]
                 if stops:
-                    self.conn.execute(NOTIFY_SIGNALS, (self._signal_channel, stops))
+                    conn.execute(NOTIFY_SIGNALS, (self._signal_channel, stops))
             elif self.action is Action.retry and changed:
                 queues = sorted({r[2] for r in changed})
-                self.conn.execute(NOTIFY_QUEUES, (self._insert_channel, queues))
+                conn.execute(NOTIFY_QUEUES, (self._insert_channel, queues))
         return changed
 
     def _act_isolating_failures(
-        self, ids: list[int], states: list[str], attempts: list[int], tally: _Tally
+        self,
+        conn: psycopg.Connection[Any],
+        ids: list[int],
+        states: list[str],
+        attempts: list[int],
+        failed: list[FailedJob],
     ) -> set[int]:
         try:
-            return {r[0] for r in self._act(ids, states, attempts)}
+            return {r[0] for r in self._act(conn, ids, states, attempts)}
         except psycopg.OperationalError:
             raise
-        except psycopg.Error:
+        except psycopg.Error as exc:
             if len(ids) == 1:
-                raise
+                failed.append(FailedJob(id=ids[0], error=_first_line(exc), state=states[0]))
+                return set()
+        # The chunk failed as a whole: retry its jobs one by one so only the bad ones fail.
         acted: set[int] = set()
         for one in zip(ids, states, attempts, strict=True):
             try:
-                acted |= {r[0] for r in self._act([one[0]], [one[1]], [one[2]])}
+                acted |= {r[0] for r in self._act(conn, [one[0]], [one[1]], [one[2]])}
             except psycopg.OperationalError:
                 raise
             except psycopg.Error as exc:
-                tally.failed.append(FailedJob(id=one[0], error=_first_line(exc), state=one[1]))
+                failed.append(FailedJob(id=one[0], error=_first_line(exc), state=one[1]))
         return acted
 
     def _classify_untouched(
-        self, untouched: list[tuple[int, str, int]], tally: _Tally
+        self, conn: psycopg.Connection[Any], untouched: list[tuple[int, str, int]]
     ) -> list[SkippedJob]:
         if not untouched:
             return []
-        rows = self.conn.execute(self._current_sql, {"ids": [u[0] for u in untouched]})
+        rows = conn.execute(self._current_sql, {"ids": [u[0] for u in untouched]})
         now = {r[0]: (r[1], r[2]) for r in rows.fetchall()}
         skipped = []
         for job_id, state, attempt in untouched:
@@ -261,13 +298,13 @@ class BulkRun:
         return skipped
 
     def _chunk(
-        self, snap: Snapshot, start: int, stop: int, tally: _Tally
-    ) -> tuple[int, int, int, float]:
+        self, conn: psycopg.Connection[Any], snap: Snapshot, start: int, stop: int
+    ) -> _ChunkOutcome:
         legal = LEGAL_FROM[self.action]
         ids: list[int] = []
         states: list[str] = []
         attempts: list[int] = []
-        skipped = 0
+        outcome = _ChunkOutcome(start, stop, [], [], [], 0.0)
         for i in range(start, stop):
             state = JOB_STATES[snap.states[i]]
             if state in legal:
@@ -275,81 +312,151 @@ class BulkRun:
                 states.append(state)
                 attempts.append(snap.attempts[i])
             else:
-                tally.skipped.append(SkippedJob(id=snap.ids[i], reason=ILLEGAL_STATE, state=state))
-                skipped += 1
+                outcome.skipped.append(
+                    SkippedJob(id=snap.ids[i], reason=ILLEGAL_STATE, state=state)
+                )
         if not ids:
-            return 0, skipped, 0, 0.0
-        failed_before = len(tally.failed)
+            return outcome
         began = time.perf_counter()
-        acted = self._act_isolating_failures(ids, states, attempts, tally)
-        seconds = time.perf_counter() - began
-        failed_ids = {f.id for f in tally.failed[failed_before:]}
-        done = [i for i in ids if i in acted]
-        tally.done.extend(done)
+        acted = self._act_isolating_failures(conn, ids, states, attempts, outcome.failed)
+        outcome.seconds = time.perf_counter() - began
+        failed_ids = {f.id for f in outcome.failed}
+        outcome.done = [i for i in ids if i in acted]
         untouched = [
             (i, s, a)
             for i, s, a in zip(ids, states, attempts, strict=True)
             if i not in acted and i not in failed_ids
         ]
-        more = self._classify_untouched(untouched, tally)
-        tally.skipped.extend(more)
-        return len(done), skipped + len(more), len(failed_ids), seconds
+        outcome.skipped.extend(self._classify_untouched(conn, untouched))
+        outcome.skipped.sort(key=lambda j: j.id)
+        return outcome
 
-    # the whole run -------------------------------------------------------------------------
+    # the whole run (main thread: reporting, callbacks, interruption) ------------------------
     def run(
         self, snap: Snapshot, progress: ProgressFactory | None = None
     ) -> tuple[_Tally, int, bool, float]:
         """Act on the snapshot; returns the tally, how many were not attempted, whether it was
         interrupted, and the wall time."""
-        tally = _Tally([], [], [])
         total = len(snap)
+        bounds = [(a, min(a + self.batch_size, total)) for a in range(0, total, self.batch_size)]
         began = time.perf_counter()
-        position = 0
-        interrupted = False
+        outcomes: list[_ChunkOutcome] = []
         bar: AbstractContextManager[Advance] = (
             progress(total) if progress is not None else nullcontext(lambda n: None)
         )
         with _StopRequest(self.handle_sigint) as stop, bar as advance:
-            while position < total:
-                end = min(position + self.batch_size, total)
-                try:
-                    done, skipped, failed, seconds = self._chunk(snap, position, end, tally)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    break
-                tally.chunks += 1
-                tally.longest = max(tally.longest, seconds)
-                report = ChunkReport(
-                    index=tally.chunks - 1,
-                    ids=tuple(snap.ids[position:end]),
-                    done=done,
-                    skipped=skipped,
-                    failed=failed,
-                    seconds=seconds,
-                    processed=end,
-                    total=total,
-                )
-                advance(end - position)
-                position = end
-                if self.on_chunk is not None:
-                    try:
-                        self.on_chunk(report)
-                    except KeyboardInterrupt:
-                        interrupted = True
-                        break
-                if stop.requested:
-                    interrupted = True
-                    break
-        not_attempted = total - position
-        if interrupted and position < total:
-            self._rollback_leftovers()
+            if self.concurrency > 1 and len(bounds) > 1:
+                interrupted = self._run_concurrently(snap, bounds, outcomes, advance, stop)
+            else:
+                interrupted = self._run_in_order(snap, bounds, outcomes, advance, stop)
+        if interrupted:
+            self._idle(self.conn)
+        outcomes.sort(key=lambda o: o.start)
+        tally = _Tally([], [], [])
+        for o in outcomes:
+            tally.done.extend(o.done)
+            tally.skipped.extend(o.skipped)
+            tally.failed.extend(o.failed)
+            tally.longest = max(tally.longest, o.seconds)
+        tally.chunks = len(outcomes)
+        not_attempted = total - sum(o.stop - o.start for o in outcomes)
         return tally, not_attempted, interrupted and not_attempted > 0, time.perf_counter() - began
 
-    def _rollback_leftovers(self) -> None:
-        # A KeyboardInterrupt inside a chunk leaves the transaction block rolled back already;
+    def _report(self, outcome: _ChunkOutcome, snap: Snapshot, processed: int) -> bool:
+        """Call ``on_chunk``; True when it asked to stop (KeyboardInterrupt)."""
+        if self.on_chunk is None:
+            return False
+        report = ChunkReport(
+            index=outcome.start // self.batch_size,
+            ids=tuple(snap.ids[outcome.start : outcome.stop]),
+            done=len(outcome.done),
+            skipped=len(outcome.skipped),
+            failed=len(outcome.failed),
+            seconds=outcome.seconds,
+            processed=processed,
+            total=len(snap),
+        )
+        try:
+            self.on_chunk(report)
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    def _run_in_order(
+        self,
+        snap: Snapshot,
+        bounds: list[tuple[int, int]],
+        outcomes: list[_ChunkOutcome],
+        advance: Advance,
+        stop: _StopRequest,
+    ) -> bool:
+        processed = 0
+        for start, end in bounds:
+            try:
+                outcome = self._chunk(self.conn, snap, start, end)
+            except KeyboardInterrupt:
+                return True
+            outcomes.append(outcome)
+            processed += end - start
+            advance(end - start)
+            if self._report(outcome, snap, processed) or stop.requested:
+                return True
+        return False
+
+    def _run_concurrently(
+        self,
+        snap: Snapshot,
+        bounds: list[tuple[int, int]],
+        outcomes: list[_ChunkOutcome],
+        advance: Advance,
+        stop: _StopRequest,
+    ) -> bool:
+        assert self.connect is not None
+        extra = [self.connect() for _ in range(self.concurrency - 1)]
+        free = [self.conn, *extra]
+        interrupted = False
+        processed = 0
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="powertools-bulk") as pool:
+                pending: dict[Future[_ChunkOutcome], psycopg.Connection[Any]] = {}
+                queue = iter(bounds)
+                while True:
+                    while not interrupted and free:
+                        nxt = next(queue, None)
+                        if nxt is None:
+                            break
+                        conn = free.pop()
+                        pending[pool.submit(self._chunk, conn, snap, *nxt)] = conn
+                    if not pending:
+                        break
+                    try:
+                        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                        continue
+                    results = []
+                    for future in finished:
+                        free.append(pending.pop(future))
+                        results.append(future.result())
+                    for outcome in sorted(results, key=lambda o: o.start):
+                        outcomes.append(outcome)
+                        processed += outcome.stop - outcome.start
+                        advance(outcome.stop - outcome.start)
+                        if self._report(outcome, snap, processed):
+                            interrupted = True
+                    if stop.requested:
+                        interrupted = True
+        finally:
+            for conn in extra:
+                conn.close()
+        return interrupted
+
+    @staticmethod
+    def _idle(conn: psycopg.Connection[Any]) -> None:
+        # A KeyboardInterrupt inside a chunk leaves its transaction block rolled back already;
         # make sure the session is idle before the summary event is written.
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self.conn.rollback()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
 
 
 def run_event(
@@ -408,6 +515,8 @@ def execute_selection(
     progress: ProgressFactory | None = None,
     handle_sigint: bool = True,
     record_run: bool = True,
+    concurrency: int = 1,
+    connect: Callable[[], psycopg.Connection[Any]] | None = None,
 ) -> ActionResult:
     engine = BulkRun(
         conn,
@@ -419,6 +528,8 @@ def execute_selection(
         batch_size=batch_size,
         on_chunk=on_chunk,
         handle_sigint=handle_sigint,
+        concurrency=concurrency,
+        connect=connect,
     )
     tally, not_attempted, interrupted, seconds = engine.run(selection.snapshot, progress)
     by_reason: dict[str, int] = {}

@@ -136,15 +136,20 @@ class JobFilter(BaseModel):
         return out
 
     def describe(self) -> str:
-        """One line for people: ``state=discarded queue=mailers``."""
-        parts = []
-        for key, value in self.canonical().items():
-            if isinstance(value, list):
-                value = ",".join(str(v) for v in value)
-            elif isinstance(value, dict):
-                value = json.dumps(value, sort_keys=True)
-            parts.append(f"{key}={value}")
-        return " ".join(parts) or "all jobs"
+        """One line for people: ``states=discarded queue=mailers``."""
+        return describe(self.canonical())
+
+
+def describe(canonical: dict[str, Any]) -> str:
+    """A canonical filter (``JobFilter.canonical()``) as one line; ``all jobs`` when empty."""
+    parts = []
+    for key, value in canonical.items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        parts.append(f"{key}={value}")
+    return " ".join(parts) or "all jobs"
 
 
 def where_clause(job_filter: JobFilter, *, with_states: bool = True) -> tuple[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ REASON = "provider outage fixed"
 
 def _execute(settings: Settings, action: str, **kwargs: object) -> ops.ActionResult:
     filters = {k: kwargs.pop(k) for k in list(kwargs) if k in ("states", "queue", "ids", "limit")}
+    kwargs.setdefault("concurrency", 1)
     return ops.execute(
         settings,
         action,
@@ -225,6 +226,7 @@ def test_sigint_stops_after_the_current_chunk(
         reason=REASON,
         batch_size=2,
         on_chunk=press_ctrl_c,
+        concurrency=1,
     )
     assert result.interrupted
     assert result.done == ids[:2]
@@ -335,3 +337,43 @@ def test_reason_and_actor_are_required_before_anything_happens(
     assert audit_rows(conn, installed.prefix) == []
     with pytest.raises(NotFound):
         ops.retry_job(installed, 999_999, actor="alice", reason=REASON)
+
+
+def test_concurrent_chunks_act_once_each_and_report_in_id_order(
+    installed: Settings, conn: psycopg.Connection, insert_job: InsertJob
+) -> None:
+    ids = [insert_job("retryable" if n % 5 else "completed") for n in range(40)]
+    seen: list[int] = []
+    result = _execute(
+        installed,
+        "discard",
+        states=["retryable", "completed"],
+        batch_size=3,
+        concurrency=3,
+        on_chunk=lambda r: seen.append(r.index),
+    )
+    legal = [i for n, i in enumerate(ids) if n % 5]
+    assert result.done == legal
+    assert [s.id for s in result.skipped] == [i for n, i in enumerate(ids) if not n % 5]
+    assert sorted(seen) == list(range(14))
+    assert result.summary.chunks == 14
+    assert _per_job_events(conn, installed.prefix, "ops.discard") == {i: 1 for i in legal}
+
+
+def test_interrupting_concurrent_chunks_then_rerunning_acts_once(
+    installed: Settings, conn: psycopg.Connection, insert_job: InsertJob
+) -> None:
+    ids = [insert_job("retryable") for _ in range(30)]
+
+    def stop(report: ChunkReport) -> None:
+        raise KeyboardInterrupt
+
+    first = _execute(
+        installed, "cancel", states=["retryable"], batch_size=4, concurrency=2, on_chunk=stop
+    )
+    assert first.interrupted
+    assert 0 < len(first.done) <= 8
+    assert first.summary.not_attempted == 30 - len(first.done)
+    second = _execute(installed, "cancel", states=["retryable"], batch_size=4, concurrency=2)
+    assert sorted(first.done + second.done) == ids
+    assert _per_job_events(conn, installed.prefix, "ops.cancel") == {i: 1 for i in ids}

@@ -11,11 +11,13 @@ import pytest
 from psycopg import sql
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
+from typer.testing import CliRunner
 
+from powertools_cli.app import app
 from powertools_core.config import Settings
 from tests.ops.conftest import InsertJob, audit_rows, job_row
 from tests.ops.test_pure import ChargeCard
-from tests.support.cli import Run, invoke, normalise, one_line_error
+from tests.support.cli import CONFIG_VARS, STABLE_ENV, Run, invoke, normalise, one_line_error
 
 REASON = "provider outage fixed"
 _TIMES = [
@@ -332,3 +334,66 @@ def test_list_show_and_audit_snapshots(
     bad = _run(installed, "audit", "list", "--since", "yesterday")
     assert bad.exit_code == 2
     assert "invalid duration" in one_line_error(bad)
+
+
+def test_on_a_terminal_the_preview_is_shown_and_confirmed(
+    installed: Settings,
+    conn: psycopg.Connection,
+    seeded: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from powertools_cli.commands import ops as ops_cli
+
+    monkeypatch.setattr(ops_cli, "_stdin_is_tty", lambda: True)
+    args = [
+        "ops",
+        "retry-all",
+        "--state",
+        "discarded",
+        "--actor",
+        "alice",
+        "--reason",
+        REASON,
+        *_conn_args(installed),
+    ]
+    env: dict[str, str | None] = {name: None for name in CONFIG_VARS} | STABLE_ENV
+    declined = CliRunner().invoke(app, args, input="n\n", env=env)
+    assert declined.exit_code == 2
+    assert "would act on 3 of 3" in declined.stderr
+    assert "aborted; nothing was changed" in declined.stderr
+    assert audit_rows(conn, installed.prefix) == []
+
+    accepted = CliRunner().invoke(app, args, input="y\n", env=env)
+    assert accepted.exit_code == 0, accepted.output
+    assert "3 retried" in accepted.stdout
+    assert len(audit_rows(conn, installed.prefix, action="ops.retry")) == 3
+
+
+def test_resume_refuses_unknown_runs_and_other_filters(
+    installed: Settings, seeded: list[int]
+) -> None:
+    common = ["--actor", "alice", "--reason", REASON, "--yes"]
+    unknown = _run(
+        installed, "ops", "retry-all", "--resume", "00000000-0000-0000-0000-000000000000", *common
+    )
+    assert unknown.exit_code == 2
+    assert "no run" in one_line_error(unknown)
+    first = _run(
+        installed,
+        "ops",
+        "retry-all",
+        "--state",
+        "discarded",
+        "--id",
+        str(seeded[0]),
+        *common,
+        "--format",
+        "json",
+    )
+    run_id = json.loads(first.stdout)["run_id"]
+    other = _run(installed, "ops", "retry-all", "--state", "discarded", "--resume", run_id, *common)
+    assert other.exit_code == 2
+    assert "used different filters" in one_line_error(other)
+    wrong_action = _run(installed, "ops", "cancel-all", "--resume", run_id, *common)
+    assert wrong_action.exit_code == 2
+    assert "not a cancel run" in one_line_error(wrong_action)
