@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any, Protocol, runtime_checkable
 
 import psycopg
+from psycopg.types.json import set_json_loads
 
 from powertools_core.db.connection import connect_async
 from powertools_core.errors import PowertoolsError
@@ -17,6 +19,14 @@ log = logging.getLogger("powertools.runtime")
 
 DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, PowertoolsError)
 """Failures that mean "the database is unreachable right now": log, back off, reconnect."""
+
+
+_decode = json.JSONDecoder().decode
+
+
+def _loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """JSON from the wire without ``json.loads``' encoding sniffing (jsonb is always UTF-8)."""
+    return _decode(data if isinstance(data, str) else str(data, "utf-8"))
 
 
 @runtime_checkable
@@ -55,9 +65,16 @@ class ConnectionSlot:
     """
 
     def __init__(
-        self, url: str, role: str, *, node: str = "", prepare_threshold: int | None = 0
+        self,
+        url: str,
+        role: str,
+        *,
+        node: str = "",
+        prepare_threshold: int | None = 0,
+        fast_json: bool = False,
     ) -> None:
         self.url = url
+        self.fast_json = fast_json
         self.role = role
         self.application_name = f"powertools:{role}:{node}"[:63] if node else f"powertools:{role}"
         self.prepare_threshold = prepare_threshold
@@ -72,6 +89,8 @@ class ConnectionSlot:
                 application_name=self.application_name,
                 prepare_threshold=self.prepare_threshold,
             )
+            if self.fast_json:
+                set_json_loads(_loads, self.conn)
         return self.conn
 
     async def reset(self) -> None:

@@ -32,7 +32,7 @@ FROM picked
 WHERE j.id = picked.picked_id
 RETURNING j.id, j.state, j.queue, j.worker, j.args, j.errors, j.attempt, j.max_attempts,
     j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.attempted_by,
-    j.discarded_at, j.priority, j.tags, j.meta, j.cancelled_at
+    j.discarded_at, j.priority, j.tags, NULLIF(j.meta, '{}'::jsonb), j.cancelled_at
 """
 
 # Group-committed outcomes: one set-based UPDATE per flush, fenced per row.

@@ -84,7 +84,7 @@ class Runtime:
         self.started_at = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._signals = 0
-        self.fetch = ConnectionSlot(config.url, "fetch", node=config.node)
+        self.fetch = ConnectionSlot(config.url, "fetch", node=config.node, fast_json=True)
         self.maint = ConnectionSlot(
             config.url, "maintenance", node=config.node, prepare_threshold=None
         )
