@@ -34,22 +34,27 @@ def parse_duration(text: str, *, name: str = "duration") -> timedelta:
     """
     if not isinstance(text, str):
         raise InvalidInput(f"invalid {name} {text!r}", hint=DURATION_HINT)
-    raw = text.strip().lower().replace(" ", "")
+    raw = text.strip().lower()
     if not raw:
         raise InvalidInput(f"invalid {name} '' (empty)", hint=DURATION_HINT)
     if re.fullmatch(r"\d+(\.\d+)?", raw):
         return timedelta(seconds=float(raw))
     total_ms = 0
     pos = 0
-    seen: set[str] = set()
+    last_size = None
     for match in _PART_RE.finditer(raw):
         if match.start() != pos:
             break
         unit = match.group(2)
-        if unit in seen:
-            raise InvalidInput(f"invalid {name} {text!r}: unit {unit!r} twice", hint=DURATION_HINT)
-        seen.add(unit)
-        total_ms += int(match.group(1)) * _UNIT_MS[unit]
+        size = _UNIT_MS[unit]
+        if last_size is not None and size >= last_size:
+            # "1h1h" or "30s1h": almost certainly a typo, never a meaningful spelling.
+            raise InvalidInput(
+                f"invalid {name} {text!r}: write units largest first, once each",
+                hint=DURATION_HINT,
+            )
+        last_size = size
+        total_ms += int(match.group(1)) * size
         pos = match.end()
     if pos != len(raw) or pos == 0:
         raise InvalidInput(f"invalid {name} {text!r}", hint=DURATION_HINT)
