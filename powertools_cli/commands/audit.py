@@ -17,6 +17,7 @@ from powertools_cli.options import (
     Verbose,
 )
 from powertools_core import ops
+from powertools_core.ops.results import AuditListResult
 
 app = typer.Typer(
     name="audit",
@@ -27,6 +28,7 @@ app = typer.Typer(
 
 
 @app.command("list")
+@common.returns(AuditListResult)
 def list_command(
     actor: Annotated[
         str | None, typer.Option("--actor", help="Only this actor.", show_default=False)

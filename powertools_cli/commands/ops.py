@@ -33,6 +33,12 @@ from powertools_core.ops.actions import DEFAULT_STATES, Action
 from powertools_core.ops.bulk import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 from powertools_core.ops.errors import ConfirmationRequired, check_intent
 from powertools_core.ops.filters import JobFilter
+from powertools_core.ops.results import (
+    ActionResult,
+    JobListResult,
+    JobShowResult,
+    PreviewResult,
+)
 from powertools_core.schema.oban import JOB_STATES
 
 app = typer.Typer(
@@ -208,6 +214,7 @@ def _out(command: str, fmt: Format, no_color: bool, verbose: int, quiet: bool) -
 
 
 @app.command("list")
+@common.returns(JobListResult)
 def list_command(
     states: States = None,
     queue: Queue = None,
@@ -259,6 +266,7 @@ def list_command(
 
 
 @app.command("show")
+@common.returns(JobShowResult)
 def show_command(
     job_id: Annotated[int, typer.Argument(metavar="ID", help="The job id.")],
     database_url: DatabaseUrl = None,
@@ -500,10 +508,10 @@ def _bulk(action: Action) -> Callable[..., None]:
 
     Default states: {", ".join(DEFAULT_STATES[action])}. Runs in chunks of --batch-size, each
     its own short transaction; a job that changed since it was selected is skipped and
-    reported. Ctrl-C stops after the current chunk; running the command again finishes the
-    rest without acting twice. Needs --actor (or POWERTOOLS_ACTOR), --reason (8+ characters)
-    and, without a terminal, --yes. Exit 0 when every job was done or legitimately skipped,
-    1 if any failed.
+    reported. Ctrl-C stops once the chunks in flight (--concurrency) have committed; running
+    the command again finishes the rest without acting twice. Needs --actor (or
+    POWERTOOLS_ACTOR), --reason (8+ characters) and, without a terminal, --yes. Exit 0 when
+    every job was done or legitimately skipped, 1 if any failed.
 
     Examples:
 
@@ -515,6 +523,6 @@ def _bulk(action: Action) -> Callable[..., None]:
 
 
 for _action in Action:
-    app.command(_action.value)(_single(_action))
+    app.command(_action.value)(common.returns(ActionResult, PreviewResult)(_single(_action)))
 for _action in Action:
-    app.command(f"{_action.value}-all")(_bulk(_action))
+    app.command(f"{_action.value}-all")(common.returns(ActionResult, PreviewResult)(_bulk(_action)))

@@ -11,10 +11,14 @@
    that errors is retried job by job so one bad row fails alone (``failed`` + error).
 3. **Report**: a run summary audit event (bulk runs) and the ``ActionResult``.
 
-Ctrl-C (SIGINT, when running on the main thread) asks the engine to stop after the chunk in
-flight; a ``KeyboardInterrupt`` raised by ``on_chunk`` does the same. Running the same action
-again finishes the rest: jobs already acted on have left the states the action selects, and
-``resume_run`` additionally excludes every job the given run already audited, keeping its id.
+Up to ``concurrency`` chunks are in flight at once, each on its own connection (chunks hold
+disjoint ids, so they never wait on each other); results are reported in id order.
+
+Ctrl-C (SIGINT, when running on the main thread) asks the engine to stop once the chunks in
+flight have committed; a ``KeyboardInterrupt`` raised by ``on_chunk`` does the same. Running
+the same action again finishes the rest: jobs already acted on have left the states the action
+selects, and ``resume_run`` additionally excludes every job the given run already audited,
+keeping its id.
 """
 
 from __future__ import annotations
