@@ -15,21 +15,19 @@ from powertools_core.db.identifiers import qualify
 # One autocommit statement per batch: claim up to $limit available jobs of one queue in fetch
 # order (the partial index powertools_oban_jobs_fetch_index), mark them executing.
 FETCH: Final = """
-WITH picked AS (
-    SELECT id AS picked_id
-    FROM {prefix}.oban_jobs
-    WHERE state = 'available' AND queue = %(queue)s
-    ORDER BY priority, scheduled_at, id
-    LIMIT %(limit)s
-    FOR NO KEY UPDATE SKIP LOCKED
-)
 UPDATE {prefix}.oban_jobs j
 SET state = 'executing',
     attempt = j.attempt + 1,
     attempted_at = timezone('UTC', now()),
     attempted_by = %(attempted_by)s::text[]
-FROM picked
-WHERE j.id = picked.picked_id
+WHERE j.id = ANY(ARRAY(
+    SELECT id
+    FROM {prefix}.oban_jobs
+    WHERE state = 'available' AND queue = %(queue)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE SKIP LOCKED
+))
 RETURNING j.id, j.state, j.queue, j.worker, j.args, j.errors, j.attempt, j.max_attempts,
     j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.attempted_by,
     j.discarded_at, j.priority, j.tags, NULLIF(j.meta, '{}'::jsonb), j.cancelled_at

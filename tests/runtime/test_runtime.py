@@ -237,3 +237,65 @@ def test_database_connections_dropped_mid_run(
         assert runtime is not None and runtime.ready()
     per_job = [r[0] for r in runs(conn, s)]
     assert sorted(per_job) == sorted(ids), "every job ran exactly once despite the outages"
+
+
+def test_fetch_returns_the_job_columns_in_order() -> None:
+    returning = queries.FETCH.split("RETURNING", 1)[1].replace(
+        "NULLIF(j.meta, '{}'::jsonb)", "meta"
+    )
+    names = [c.strip().removeprefix("j.") for c in returning.replace("\n", " ").split(",")]
+    assert names == [c.strip() for c in JOB_COLUMNS.split(",")]
+
+
+HOT_STATEMENTS = {
+    "fetch": (queries.FETCH, {"queue": "'default'", "limit": "100", "attempted_by": "ARRAY['n']"}),
+    "ack": (
+        queries.ACK,
+        {
+            "ids": "ARRAY[1,2]::bigint[]",
+            "attempts": "ARRAY[1,1]",
+            "producers": "ARRAY['p','p']",
+            "states": "ARRAY['completed','retryable']",
+            "delays": "ARRAY[0,1]::float8[]",
+            "bumps": "ARRAY[0,0]",
+            "errors": "ARRAY[NULL,'{}']::text[]",
+        },
+    ),
+    "release": (
+        queries.RELEASE,
+        {"ids": "ARRAY[1]::bigint[]", "attempts": "ARRAY[1]", "producers": "ARRAY['p']"},
+    ),
+    "reconcile": (
+        queries.RECONCILE,
+        {"queue": "'default'", "producer": "'p'", "known": "ARRAY[1]::bigint[]"},
+    ),
+    "stage": (queries.STAGE, {"limit": "1000"}),
+    "rescue": (
+        queries.RESCUE,
+        {"rescue_after": "30", "orphan_after": "1800", "limit": "1000", "node": "'n'"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOT_STATEMENTS))
+def test_generic_plans_never_scan_the_whole_jobs_table(
+    name: str, rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    """The statements are prepared; their generic plans must stay index-driven on a big table."""
+    s = rt_settings.prefix
+    seed(conn, s, "Record", 3000)
+    seed(conn, s, "Record", 3000, queue="other", state="completed")
+    conn.execute(sql.SQL("ANALYZE {}.oban_jobs").format(sql.Identifier(s)))
+    template, values = HOT_STATEMENTS[name]
+    text = queries.sql(template, s)
+    for i, key in enumerate(values, start=1):
+        text = text.replace(f"%({key})s", f"${i}")
+    with conn.transaction():
+        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.execute(sql.SQL("PREPARE pt_plan AS {}").format(sql.SQL(text)))  # type: ignore[arg-type]
+        args = ", ".join(values.values())
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE pt_plan({args})").fetchall())
+        conn.execute("DEALLOCATE pt_plan")
+    assert "Seq Scan on oban_jobs" not in plan, plan
+    if name == "fetch":
+        assert "powertools_oban_jobs_fetch_index" in plan, plan
