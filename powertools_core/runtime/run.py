@@ -25,7 +25,7 @@ from typing import Any
 from powertools_core.config import Settings
 from powertools_core.db.connection import connect, resolve_url
 from powertools_core.db.identifiers import qualify
-from powertools_core.errors import InvalidInput, SchemaNotInstalled
+from powertools_core.errors import InvalidInput, PowertoolsError, SchemaNotInstalled
 from powertools_core.results import CommandResult
 from powertools_core.runtime import queries
 from powertools_core.runtime.base import log
@@ -195,8 +195,11 @@ def _run_children(settings: Settings, config: RuntimeConfig, processes: int) -> 
             totals[key] = totals.get(key, 0) + value
     failed = [c for c in children if c.exitcode not in (0, None)]
     if failed:
-        codes = ", ".join(f"pid {c.pid}: {c.exitcode}" for c in failed)
-        log.error("worker process(es) exited abnormally (%s)", codes)
+        codes = ", ".join(f"pid {c.pid} exited {c.exitcode}" for c in failed)
+        raise PowertoolsError(
+            f"{len(failed)} of {processes} worker processes failed ({codes})",
+            hint="see the log lines above; jobs they were running are rescued by the lifeline",
+        )
     return totals
 
 
