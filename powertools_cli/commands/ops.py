@@ -506,7 +506,8 @@ def _bulk(action: Action) -> Callable[..., None]:
     )
     command.__doc__ = f"""{_BULK_HELP[action]}
 
-    Default states: {", ".join(DEFAULT_STATES[action])}. Runs in chunks of --batch-size, each
+    Default states: {", ".join(DEFAULT_STATES[action])} (with --id and no --state: any state, and
+    jobs the action does not apply to are reported as skipped). Runs in chunks of --batch-size, each
     its own short transaction; a job that changed since it was selected is skipped and
     reported. Ctrl-C stops once the chunks in flight (--concurrency) have committed; running
     the command again finishes the rest without acting twice. Needs --actor (or
