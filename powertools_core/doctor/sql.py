@@ -17,7 +17,8 @@ SESSION_LIMITS: Final = """
 SELECT set_config('statement_timeout', %(statement_timeout)s, true),
        set_config('lock_timeout', %(lock_timeout)s, true),
        set_config('TimeZone', 'UTC', true),
-       set_config('jit', 'off', true)  -- short probes: compiling would cost more than it saves
+       set_config('jit', 'off', true),  -- short probes: compiling costs more than it saves
+       set_config('work_mem', '64MB', true)  -- exact (not lossy) bitmaps on big tables
 """
 SERVER_INFO: Final = """
 SELECT current_setting('server_version'), current_setting('server_version_num')::int,
@@ -83,27 +84,30 @@ SELECT 1 FROM {prefix}.oban_jobs WHERE state = ANY(%(states)s::{prefix}.oban_job
 # ``meta.__deadline_at__`` (written by Oban Powertools for Elixir) is read the same way.
 # A value that is not a timestamp is counted as malformed instead of failing the check.
 _EXPIRED_DEADLINES: Final = """
-WITH candidates AS (
+WITH candidates AS MATERIALIZED (
     SELECT j.id, j.queue, j.worker,
            coalesce(j.meta->>'deadline_at', j.meta->>'__deadline_at__') AS raw
     FROM {prefix}.oban_jobs j
     WHERE j.state = ANY(%(states)s::{prefix}.oban_job_state[])
-      AND (j.meta ? 'deadline_at' OR j.meta ? '__deadline_at__')
+      AND j.meta ?| ARRAY['deadline_at', '__deadline_at__']
     LIMIT %(scan_cap)s
-), parsed AS (
-    SELECT c.*, {valid} AS valid FROM candidates c
-), dated AS (
-    SELECT p.*, CASE WHEN p.valid THEN p.raw::timestamptz END AS deadline FROM parsed p
+), checked AS MATERIALIZED (
+    SELECT c.id, c.queue, c.worker, {valid} AS valid, c.raw FROM candidates c
+), dated AS MATERIALIZED (
+    SELECT k.id, k.queue, k.worker, k.valid,
+           CASE WHEN k.valid THEN k.raw::timestamptz < now() ELSE false END AS expired,
+           CASE WHEN k.valid THEN k.raw::timestamptz END AS deadline
+    FROM checked k
 )
 SELECT d.queue, d.worker,
-       count(*) FILTER (WHERE d.deadline < now()) AS expired,
+       count(*) FILTER (WHERE d.expired) AS expired,
        count(*) FILTER (WHERE NOT d.valid) AS malformed,
-       min(d.deadline) FILTER (WHERE d.deadline < now()) AS oldest,
-       (array_agg(d.id ORDER BY d.deadline) FILTER (WHERE d.deadline < now()))[1:5] AS ids,
+       min(d.deadline) FILTER (WHERE d.expired) AS oldest,
+       (array_agg(d.id ORDER BY d.deadline) FILTER (WHERE d.expired))[1:5] AS ids,
        (array_agg(d.id ORDER BY d.id) FILTER (WHERE NOT d.valid))[1:5] AS bad_ids
 FROM dated d
+WHERE d.expired OR NOT d.valid
 GROUP BY d.queue, d.worker
-HAVING count(*) FILTER (WHERE d.deadline < now() OR NOT d.valid) > 0
 ORDER BY d.queue, d.worker
 """
 # PostgreSQL 16+ can ask whether a text parses; older servers get a strict ISO-8601 pattern.
