@@ -26,7 +26,7 @@ from powertools_core.errors import PowertoolsError
 from powertools_core.jobs.model import Job
 from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
-from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
+from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log, sleep_or
 from powertools_core.runtime.outcomes import Ack
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
@@ -103,6 +103,7 @@ class Producer:
         self.fetches = 0
         self.healthy = False
         self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._notify_pending = False
@@ -124,6 +125,7 @@ class Producer:
     async def stop(self) -> None:
         """Stop fetching (running jobs go on; ``wait_idle`` waits for them)."""
         self.stopping = True
+        self._stopped.set()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,7 +197,7 @@ class Producer:
                     continue
                 count = await self._fetch(min(demand, self.max_fetch))
                 if count is None:
-                    await self._sleep(self._backoff.next())
+                    await sleep_or(self._stopped, self._backoff.next())
                     continue
                 if count and count >= min(demand, self.max_fetch):
                     interval = self.poll_interval

@@ -145,22 +145,31 @@ async def _serve(
     config: RuntimeConfig, ready: Any, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
 ) -> dict[str, Any]:
     runtime = Runtime(config)
-    if ready is not None:
-        original = runtime.start
 
-        async def start_and_flag() -> None:
-            await original()
+    def started() -> None:
+        if ready is not None:
             ready.set()
+        if _early_term:
+            runtime.request_stop()
 
-        runtime.start = start_and_flag  # type: ignore[method-assign]
-    await runtime.run(signals=signals)
+    await runtime.run(signals=signals, on_started=started)
     return runtime.stats()
 
 
 # --processes N ---------------------------------------------------------------------------
 
 
+_early_term = False
+
+
+def _note_term(signum: int, frame: Any) -> None:
+    """SIGTERM before the runtime's own handler is installed: stop right after starting."""
+    global _early_term
+    _early_term = True
+
+
 def _child_main(config_dict: dict[str, Any], app: list[str], ready: Any, out: Any) -> None:
+    signal.signal(signal.SIGTERM, _note_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     load_app(app)
     config = RuntimeConfig(**config_dict)
@@ -193,7 +202,13 @@ def _run_children(settings: Settings, config: RuntimeConfig, processes: int) -> 
     while not out.empty():
         for key, value in out.get().items():
             totals[key] = totals.get(key, 0) + value
-    failed = [c for c in children if c.exitcode not in (0, None)]
+    failed = [
+        c
+        for c, ready in zip(children, readies, strict=True)
+        if c.exitcode not in (0, None)
+        # Terminated while still starting up (before it claimed anything): not a failure.
+        and not (c.exitcode == -signal.SIGTERM and not ready.is_set())
+    ]
     if failed:
         codes = ", ".join(f"pid {c.pid} exited {c.exitcode}" for c in failed)
         raise PowertoolsError(

@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from powertools_core.jobs.model import Job
@@ -245,12 +245,19 @@ class Runtime:
         except DB_ERRORS as exc:
             log.warning("could not release %d prefetched job(s) (%s)", len(jobs), exc)
 
-    async def run(self, *, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    async def run(
+        self,
+        *,
+        signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         """Start, serve until one of ``signals`` (or ``request_stop``), then drain."""
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.add_signal_handler(sig, self._on_os_signal, sig)
+        if on_started is not None:
+            on_started()
         await self._stop_requested.wait()
         await self.stop()
 

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from powertools_core.config import Settings
-from tests.runtime.helpers import runs, seed, states, wait_for
+from tests.runtime.helpers import notify, runs, seed, states, wait_for
 from tests.runtime.process import start_worker, stop
 
 pytestmark = pytest.mark.slow
@@ -113,9 +113,15 @@ def test_two_processes_never_run_a_job_twice(
     rt_settings: Settings, conn: psycopg.Connection
 ) -> None:
     s = rt_settings.prefix
-    ids = seed(conn, s, "Record", 300, args={"sleep": 0.005})
-    proc = start_worker(rt_settings, "--queues", "default=5", "--processes", "2")
+    port = _free_port()
+    proc = start_worker(
+        rt_settings, "--queues", "default=5", "--processes", "2", "--health-port", str(port)
+    )
     try:
+        # Ready means every child runs its producers; only then seed, so both take jobs.
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, message="ready")
+        ids = seed(conn, s, "Record", 300, args={"sleep": 0.005})
+        notify(conn, s)
         wait_for(lambda: states(conn, s) == {"completed": len(ids)}, timeout=60, message="all done")
     finally:
         rc = stop(proc)
