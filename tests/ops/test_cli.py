@@ -17,7 +17,15 @@ from powertools_cli.app import app
 from powertools_core.config import Settings
 from tests.ops.conftest import InsertJob, audit_rows, job_row
 from tests.ops.test_pure import ChargeCard
-from tests.support.cli import CONFIG_VARS, STABLE_ENV, Run, invoke, normalise, one_line_error
+from tests.support.cli import (
+    CONFIG_VARS,
+    STABLE_ENV,
+    Run,
+    invoke,
+    normalise,
+    one_line_error,
+    run_process,
+)
 
 REASON = "provider outage fixed"
 _TIMES = [
@@ -397,3 +405,18 @@ def test_resume_refuses_unknown_runs_and_other_filters(
     wrong_action = _run(installed, "ops", "cancel-all", "--resume", run_id, *common)
     assert wrong_action.exit_code == 2
     assert "not a cancel run" in one_line_error(wrong_action)
+
+
+def test_console_script_enforces_yes_and_prints_one_json_object(
+    installed: Settings, conn: psycopg.Connection, seeded: list[int]
+) -> None:
+    base = ["ops", "retry-all", "--state", "discarded", "--actor", "alice", "--reason", REASON]
+    refused = run_process([*base, *_conn_args(installed)])
+    assert refused.exit_code == 2
+    assert "--yes is required" in one_line_error(refused)
+    assert audit_rows(conn, installed.prefix) == []
+    done = run_process([*base, "--yes", "--format", "json", *_conn_args(installed)])
+    assert done.exit_code == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["schema_version"], data["command"]) == (1, "ops retry-all")
+    assert data["done"] == seeded[:3]
