@@ -8,6 +8,7 @@ import typer
 
 from powertools_cli.commands import common
 from powertools_cli.options import (
+    Actor,
     App,
     DatabaseUrl,
     Format,
@@ -15,12 +16,16 @@ from powertools_cli.options import (
     OutputFormat,
     Prefix,
     Quiet,
+    Reason,
     Verbose,
 )
 from powertools_cli.output import Output
 from powertools_core.config import Settings
 from powertools_core.limits.glossary import GLOSSARY
 from powertools_core.limits.results import (
+    CooldownResult,
+    ExplainResult,
+    ListResult,
     SimulateResult,
 )
 
@@ -148,5 +153,206 @@ def simulate_command(
             partition=partition,
             start=begin,
         )
+
+    out.run(call)
+
+
+EXPLAIN_HELP = f"""Say whether a limit, a worker or a job is blocked now, why, and until when.
+
+Read-only. Give exactly one of NAME (a limit; --partition KEY for one partition of a
+partitioned limit), --worker W (with --args JSON when its limits are partitioned or weighted), or
+--job ID. For a job every reason counts: limits, cooldowns, concurrency, a queue no live worker
+serves or whose producers are paused, a schedule in the future, attempts used up. Each blocker has
+a code, a summary, retry_at (when it clears, if known) and details. Exit 0 whether blocked or not;
+2 on bad input.
+
+Examples:
+
+$ powertools limiter explain stripe --partition acme
+
+$ powertools limiter explain --worker Charge --args '{{"account": 7}}' --app myapp.workers
+
+$ powertools limiter explain --job 81234 --format json
+
+{GLOSSARY}"""
+
+
+@app.command("explain", help=EXPLAIN_HELP)
+@common.returns(ExplainResult)
+def explain_command(
+    name: Annotated[str | None, typer.Argument(help="A limit name.", show_default=False)] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option("--partition", help="One partition of the limit.", show_default=False),
+    ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option("--worker", help="A worker (import path or class name).", show_default=False),
+    ] = None,
+    args: Annotated[
+        str | None,
+        typer.Option("--args", help="The worker's job args as JSON.", show_default=False),
+    ] = None,
+    job: Annotated[int | None, typer.Option("--job", help="A job id.", show_default=False)] = None,
+    app_modules: App = None,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    out = common.output("limiter explain", fmt, no_color, verbose, quiet)
+    settings = common.settings(out, database_url=database_url, prefix=prefix, app=app_modules)
+    _load_workers(out, settings)
+
+    def call() -> ExplainResult:
+        from powertools_core.limits.explain import explain
+        from powertools_core.limits.simulate import parse_args_json
+
+        parsed = parse_args_json(args) if args is not None else None
+        cls = _resolve_worker(worker) if worker is not None else None
+        return explain(
+            settings, name=name, partition=partition, worker=cls, args=parsed, job_id=job
+        )
+
+    out.run(call)
+
+
+@app.command("list")
+@common.returns(ListResult)
+def list_command(
+    top: Annotated[
+        int, typer.Option("--top", help="Busiest partitions shown per limit (0-1000).")
+    ] = 5,
+    app_modules: App = None,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """List every limit: its configuration, its busiest partitions and the jobs waiting for it.
+
+    Read-only. Limits recorded by running workers are always shown; pass --app to include limits
+    declared in code that no worker has recorded yet.
+
+    Examples:
+
+    $ powertools limiter list
+
+    $ powertools limiter list --top 20 --format json --app myapp.workers
+    """
+    out = common.output("limiter list", fmt, no_color, verbose, quiet)
+    settings = common.settings(out, database_url=database_url, prefix=prefix, app=app_modules)
+    _load_workers(out, settings)
+
+    def call() -> ListResult:
+        from powertools_core.limits.explain import list_limits
+
+        return list_limits(settings, top=top)
+
+    out.run(call)
+
+
+@app.command("cooldown")
+@common.returns(CooldownResult)
+def cooldown_command(
+    name: Annotated[str, typer.Argument(help="The limit to hold.")],
+    partition: Annotated[
+        str | None,
+        typer.Option("--partition", help="Hold only this partition.", show_default=False),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="End of the hold (ISO-8601, UTC by default).", show_default=False
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option("--for", help="Length of the hold, e.g. 10m or 2h.", show_default=False),
+    ] = None,
+    actor: Actor = None,
+    reason: Reason = None,
+    app_modules: App = None,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Put a limit (or one partition) on hold: nothing it covers is admitted until the hold ends.
+
+    Give --until TIME or --for DURATION. Recorded in the audit trail with --actor and --reason;
+    running workers notice within a second.
+
+    Examples:
+
+    $ powertools limiter cooldown stripe --for 10m --actor alice --reason "Stripe returns 429"
+
+    $ powertools limiter cooldown stripe --partition acme --until 2026-01-01T18:00:00Z
+    --actor alice --reason "tenant asked us to pause"
+    """
+    out = common.output("limiter cooldown", fmt, no_color, verbose, quiet)
+    settings = common.settings(
+        out, database_url=database_url, prefix=prefix, app=app_modules, actor=actor
+    )
+    _load_workers(out, settings)
+
+    def call() -> CooldownResult:
+        from powertools_core.limits._durations import parse_duration
+        from powertools_core.limits.cooldown import cooldown
+        from powertools_core.limits.simulate import parse_time
+
+        return cooldown(
+            settings,
+            name,
+            partition=partition,
+            until=parse_time(until, what="--until") if until is not None else None,
+            duration=parse_duration(duration, name="--for") if duration is not None else None,
+            actor=actor,
+            reason=reason,
+        )
+
+    out.run(call)
+
+
+@app.command("resume")
+@common.returns(CooldownResult)
+def resume_command(
+    name: Annotated[str, typer.Argument(help="The limit to release.")],
+    partition: Annotated[
+        str | None,
+        typer.Option("--partition", help="Release only this partition.", show_default=False),
+    ] = None,
+    actor: Actor = None,
+    reason: Reason = None,
+    app_modules: App = None,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Lift a hold: the whole limit and all its partitions, or only --partition. Audited.
+
+    Example:
+
+    $ powertools limiter resume stripe --actor alice --reason "Stripe recovered, 200s again"
+    """
+    out = common.output("limiter resume", fmt, no_color, verbose, quiet)
+    settings = common.settings(
+        out, database_url=database_url, prefix=prefix, app=app_modules, actor=actor
+    )
+    _load_workers(out, settings)
+
+    def call() -> CooldownResult:
+        from powertools_core.limits.cooldown import resume
+
+        return resume(settings, name, partition=partition, actor=actor, reason=reason)
 
     out.run(call)

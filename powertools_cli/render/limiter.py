@@ -21,7 +21,7 @@ def _ts(moment: datetime | str | None) -> str:
         return "-"
     if isinstance(moment, str):
         return moment
-    return moment.isoformat()
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _part(partition: str | None) -> str:

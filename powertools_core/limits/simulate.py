@@ -141,7 +141,8 @@ def _too_heavy(weight: int, capacity: int) -> InvalidInput:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
+    """ISO-8601 in UTC, written with ``Z`` like every other time in the JSON output."""
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def simulate(

@@ -32,7 +32,7 @@ def test_a_burst_drains_the_bucket_then_blocks_until_the_exact_refill(
     assert [v.get("tokens_left") for v in data["verdicts"][:3]] == [2, 1, 0]
     blocked = data["verdicts"][3]
     assert blocked["code"] == "limit_reached"
-    assert blocked["retry_at"] == "2026-01-01T12:00:00.333334+00:00"
+    assert blocked["retry_at"] == "2026-01-01T12:00:00.333334Z"
     assert data == snapshot
 
 
@@ -57,14 +57,14 @@ def test_overrides_alone_simulate_a_worker_that_declares_no_limit() -> None:
     )
     assert [v["result"] for v in data["verdicts"]] == ["reserved", "blocked", "blocked"]
     assert data["limits"][0]["source"] == "override"
-    assert data["verdicts"][1]["retry_at"] == "2026-01-01T12:00:10+00:00"
+    assert data["verdicts"][1]["retry_at"] == "2026-01-01T12:00:10Z"
 
 
 def test_partitioned_weighted_limits_resolve_from_args_and_concurrency_is_noted() -> None:
     data = _json(["LimTenantSync", "--args", '{"tenant": "acme", "cost": 2}', "--count", "2"])
     assert data["limits"][0]["partition"] == "acme" and data["limits"][0]["weight"] == 2
     assert [v["result"] for v in data["verdicts"]] == ["reserved", "blocked"]
-    assert data["verdicts"][1]["retry_at"] == "2026-01-01T12:01:00+00:00"
+    assert data["verdicts"][1]["retry_at"] == "2026-01-01T12:01:00Z"
     assert "lim-tenant-run" in data["ignored"][0]
 
 
@@ -147,7 +147,7 @@ def test_it_changes_no_rows_in_an_installed_schema(
     assert counts() == before == (0, 0, 0)
 
 
-@pytest.mark.parametrize("command", ["simulate"])
+@pytest.mark.parametrize("command", ["simulate", "explain"])
 def test_help_docs_and_constant_carry_the_same_glossary(command: str) -> None:
     from pathlib import Path
 
