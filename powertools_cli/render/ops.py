@@ -238,6 +238,10 @@ def _action(result: ActionResult, console: Console) -> None:
             ("actor", result.actor),
             ("reason", result.reason),
             ("run", str(result.run_id)),
+            (
+                "skipped",
+                ", ".join(f"{k} {v:,}" for k, v in s.skipped_by_reason.items()) or None,
+            ),
             ("chunks", f"{s.chunks:,} (longest {s.longest_chunk_seconds:.3f}s)"),
             ("time", f"{s.seconds:.3f}s"),
         ],
