@@ -23,6 +23,7 @@ spec, in input order.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import threading
@@ -197,8 +198,18 @@ WHERE r.worker = d.worker AND r.key = d.key
 """
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON (one encoder instance: ``json.dumps`` with options builds one per call)."""
+    return "{}" if value == {} else _ENCODE(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _sql(template: str, prefix: str) -> str:
+    """``qualify`` once per (statement, schema): enqueue is hot and the text never changes."""
+    return qualify(template, prefix)
 
 
 # Connections ----------------------------------------------------------------------------------
@@ -512,19 +523,54 @@ def _split(
     return plain, unique
 
 
-def _copy_rows(specs: Sequence[JobSpec], now: datetime) -> Iterator[tuple[Any, ...]]:
+_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+COPY_ROWS_PER_WRITE: Final = 10_000
+
+
+def copy_escape(text: str) -> str:
+    """A value as a field of COPY's text format (backslash, tab, newline, CR escaped)."""
+    return text.translate(_COPY_ESCAPES)
+
+
+def array_literal(items: Sequence[str]) -> str:
+    """A ``text[]`` literal with every element quoted (so commas, braces, NULL stay text)."""
+    quoted = ('"' + i.replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items)
+    return "{" + ",".join(quoted) + "}"
+
+
+def copy_text(specs: Sequence[JobSpec], now: datetime) -> Iterator[str]:
+    """COPY text-format blocks for the specs, ``COPY_ROWS_PER_WRITE`` rows per block.
+
+    Formatting the rows here instead of ``write_row`` halves the client cost of the COPY path:
+    JSON text only needs its backslashes doubled (``json`` escapes every control character),
+    and queue/worker/tags strings repeat, so their escaped forms are cached per call.
+    """
+    now_text = now.isoformat()
+    names: dict[str, str] = {}
+    tag_cache: dict[tuple[str, ...], str] = {(): "{}"}
+    block: list[str] = []
     for s in specs:
-        yield (
-            s.state,
-            s.queue,
-            s.worker,
-            _dumps(s.args),
-            _dumps(s.meta),
-            list(s.tags),
-            s.priority,
-            s.max_attempts,
-            s.scheduled_at or now,
+        queue = names.get(s.queue)
+        if queue is None:
+            queue = names[s.queue] = copy_escape(s.queue)
+        worker = names.get(s.worker)
+        if worker is None:
+            worker = names[s.worker] = copy_escape(s.worker)
+        tags = tag_cache.get(s.tags)
+        if tags is None:
+            tags = tag_cache[s.tags] = copy_escape(array_literal(s.tags))
+        args = _dumps(s.args).replace("\\", "\\\\")
+        meta = _dumps(s.meta).replace("\\", "\\\\")
+        at = now_text if s.scheduled_at is None else s.scheduled_at.isoformat()
+        block.append(
+            f"{s.state}\t{queue}\t{worker}\t{args}\t{meta}\t{tags}\t"
+            f"{s.priority}\t{s.max_attempts}\t{at}\n"
         )
+        if len(block) >= COPY_ROWS_PER_WRITE:
+            yield "".join(block)
+            block = []
+    if block:
+        yield "".join(block)
 
 
 # Sync -----------------------------------------------------------------------------------------
@@ -549,9 +595,9 @@ def _insert_one(pg: psycopg.Connection[Any], spec: JobSpec, prefix: str) -> Inse
     params = _one_params(spec)
     notify = spec.state == "available" and bool(DEBOUNCER.allow(prefix, [spec.queue]))
     if notify:
-        row = pg.execute(qualify(INSERT_ONE_NOTIFY, prefix), [*params, insert_channel(prefix)])
+        row = pg.execute(_sql(INSERT_ONE_NOTIFY, prefix), [*params, insert_channel(prefix)])
     else:
-        row = pg.execute(qualify(INSERT_ONE, prefix), params)
+        row = pg.execute(_sql(INSERT_ONE, prefix), params)
     fetched = row.fetchone()
     assert fetched is not None
     return InsertResult(job=Job.from_row(fetched[:18]), conflict=False)
@@ -593,12 +639,12 @@ def _insert_many(
             now = cur.execute(SELECT_NOW).fetchone()
             assert now is not None
             only = [s for _, s in plain]
-            with cur.copy(qualify(COPY_JOBS, prefix)) as copy:
-                for row in _copy_rows(only, now[0]):
-                    copy.write_row(row)
+            with cur.copy(_sql(COPY_JOBS, prefix)) as copy:
+                for text in copy_text(only, now[0]):
+                    copy.write(text)
             out.add_copied(only)
         elif plain:
-            sql = qualify(INSERT_UNNEST, prefix)
+            sql = _sql(INSERT_UNNEST, prefix)
             for chunk in _chunks(plain):
                 cur.execute(sql, _unnest_params([s for _, s in chunk]))
                 out.add_rows([p for p, _ in chunk], cur.fetchall())
@@ -606,8 +652,8 @@ def _insert_many(
             plan = _plan_unique(unique)
             for part in _chunks(plan.sent):
                 sub = _UniquePlan(sent=list(part), duplicate_of={})
-                cur.execute(qualify(CLAIM_RECEIPTS, prefix), sub.claim_params())
-                cur.execute(qualify(INSERT_UNIQUE, prefix), sub.insert_params())
+                cur.execute(_sql(CLAIM_RECEIPTS, prefix), sub.claim_params())
+                cur.execute(_sql(INSERT_UNIQUE, prefix), sub.insert_params())
                 out.add_unique(sub, cur.fetchall())
             out.add_unique(_UniquePlan(sent=[], duplicate_of=plan.duplicate_of), [])
         queues = DEBOUNCER.allow(prefix, out.notify)
@@ -623,7 +669,7 @@ def prune_receipts(conn: Any, *, prefix: str | None = None, limit: int = 10_000)
     """
     pg = sync_connection(conn)
     with translated(), _own_tx(pg):
-        cur = pg.execute(qualify(PRUNE_RECEIPTS, default_prefix(prefix)), [limit])
+        cur = pg.execute(_sql(PRUNE_RECEIPTS, default_prefix(prefix)), [limit])
         return cur.rowcount
 
 
@@ -654,11 +700,9 @@ async def _insert_one_async(
     params = _one_params(spec)
     notify = spec.state == "available" and bool(DEBOUNCER.allow(prefix, [spec.queue]))
     if notify:
-        cur = await pg.execute(
-            qualify(INSERT_ONE_NOTIFY, prefix), [*params, insert_channel(prefix)]
-        )
+        cur = await pg.execute(_sql(INSERT_ONE_NOTIFY, prefix), [*params, insert_channel(prefix)])
     else:
-        cur = await pg.execute(qualify(INSERT_ONE, prefix), params)
+        cur = await pg.execute(_sql(INSERT_ONE, prefix), params)
     fetched = await cur.fetchone()
     assert fetched is not None
     return InsertResult(job=Job.from_row(fetched[:18]), conflict=False)
@@ -698,12 +742,12 @@ async def _insert_many_async(
             now = await cur.fetchone()
             assert now is not None
             only = [s for _, s in plain]
-            async with cur.copy(qualify(COPY_JOBS, prefix)) as copy:
-                for row in _copy_rows(only, now[0]):
-                    await copy.write_row(row)
+            async with cur.copy(_sql(COPY_JOBS, prefix)) as copy:
+                for text in copy_text(only, now[0]):
+                    await copy.write(text)
             out.add_copied(only)
         elif plain:
-            sql = qualify(INSERT_UNNEST, prefix)
+            sql = _sql(INSERT_UNNEST, prefix)
             for chunk in _chunks(plain):
                 await cur.execute(sql, _unnest_params([s for _, s in chunk]))
                 out.add_rows([p for p, _ in chunk], await cur.fetchall())
@@ -711,8 +755,8 @@ async def _insert_many_async(
             plan = _plan_unique(unique)
             for part in _chunks(plan.sent):
                 sub = _UniquePlan(sent=list(part), duplicate_of={})
-                await cur.execute(qualify(CLAIM_RECEIPTS, prefix), sub.claim_params())
-                await cur.execute(qualify(INSERT_UNIQUE, prefix), sub.insert_params())
+                await cur.execute(_sql(CLAIM_RECEIPTS, prefix), sub.claim_params())
+                await cur.execute(_sql(INSERT_UNIQUE, prefix), sub.insert_params())
                 out.add_unique(sub, await cur.fetchall())
             out.add_unique(_UniquePlan(sent=[], duplicate_of=plan.duplicate_of), [])
         queues = DEBOUNCER.allow(prefix, out.notify)

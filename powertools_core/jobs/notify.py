@@ -11,6 +11,7 @@ The channel name is a contract with the runtime's listener: both call :func:`ins
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -37,6 +38,11 @@ def insert_channel(prefix: str) -> str:
     long for a channel name (over 63 bytes in total) is shortened deterministically, keeping a
     hash of the full name, so sender and listener still agree.
     """
+    return _insert_channel(prefix)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_channel(prefix: str) -> str:
     validate_prefix(prefix)
     channel = f"powertools.{prefix}.insert"
     if len(channel.encode()) <= MAX_CHANNEL_BYTES:

@@ -186,3 +186,26 @@ def test_a_failing_bulk_insert_leaves_nothing(installed: Settings, database_url:
     ):
         insert_all([*good, broken], conn=conn, prefix=installed.prefix)
     assert rows(database_url, installed.prefix) == []
+
+
+NASTY = ["a,b", 'q"uote', "back\\slash", "NULL", "{x}", "tab\there", "new\nline", "ü ✓", "\\N"]
+
+
+@pytest.mark.parametrize("returning", [False, True])
+def test_awkward_text_survives_both_paths(
+    installed: Settings, database_url: str, returning: bool
+) -> None:
+    args = {"n": 1, "text": "\\N\t\n\r\\\\ \"'{}[] \u2028 ü"}
+    specs = [
+        BulkA.new(args, tags=NASTY, queue="queue\twith tab", meta={"m": "\\x"}),
+        BulkB.new({"k\\ey": ["\\N", None, 1.5]}, tags=["only"]),
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        insert_all(specs, conn=conn, prefix=installed.prefix, returning=returning)
+    stored = rows(database_url, installed.prefix)
+    assert stored[0]["args"] == args
+    assert stored[0]["tags"] == NASTY
+    assert stored[0]["queue"] == "queue\twith tab"
+    assert stored[0]["meta"] == {"m": "\\x"}
+    assert stored[1]["args"] == {"k\\ey": ["\\N", None, 1.5]}
+    assert stored[1]["tags"] == ["only"]

@@ -1,0 +1,180 @@
+"""Insert rates (DESIGN §11: >= 100,000 jobs/s bulk via COPY, >= 2,000/s single inserts).
+
+``python -m bench.insert [--bulk 100000] [--single 5000] [--runs 3]`` against
+``POWERTOOLS_DATABASE_URL`` (or the embedded server), in its own schema
+(``POWERTOOLS_BENCH_INSERT_PREFIX``, default ``powertools_bench_insert``), so it can run next
+to the other benches. Every figure is the median of ``--runs`` runs on a truncated table;
+"build" is ``Worker.new`` (pydantic validation) and is reported apart from the database write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel
+
+from bench import common
+from powertools_core import Unique, Worker, insert_all
+from powertools_core.config import load_settings
+from powertools_core.jobs.model import Job
+from powertools_core.jobs.notify import DEBOUNCER
+
+PREFIX = os.environ.get("POWERTOOLS_BENCH_INSERT_PREFIX", "powertools_bench_insert")
+
+
+class BenchMail(Worker):
+    """A typical small job: two string fields and an int."""
+
+    queue = "bench_insert"
+
+    class Args(BaseModel):
+        to: str
+        template: str
+        n: int
+
+    def perform(self, job: Job) -> None:
+        return None
+
+
+def truncate(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("TRUNCATE {}, {}").format(
+                sql.Identifier(PREFIX, "oban_jobs"),
+                sql.Identifier(PREFIX, "powertools_idempotency_receipts"),
+            )
+        )
+
+
+def args_for(i: int) -> dict[str, Any]:
+    return {"to": f"user{i}@example.com", "template": "welcome", "n": i}
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bulk(
+    url: str, count: int, *, returning: bool = False, unique: bool = False
+) -> tuple[float, float]:
+    """(build seconds, insert seconds) for ``count`` jobs in one insert_all."""
+    truncate(url)
+    rule = Unique(keys=("to",)) if unique else None
+    built: list[Any] = []
+    build = timed(
+        lambda: built.extend(BenchMail.new(args_for(i), unique=rule) for i in range(count))
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        write = timed(lambda: insert_all(built, conn=conn, prefix=PREFIX, returning=returning))
+    return build, write
+
+
+def single(url: str, count: int) -> float:
+    """Seconds for ``count`` enqueues, each its own autocommit transaction (one round trip)."""
+    truncate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        return timed(
+            lambda: [BenchMail.enqueue(args_for(i), conn=conn, prefix=PREFIX) for i in range(count)]
+        )
+
+
+def single_in_transaction(url: str, count: int) -> float:
+    """Seconds for ``count`` enqueues inside one caller transaction (the transactional pattern)."""
+    truncate(url)
+    with psycopg.connect(url) as conn:
+
+        def body() -> None:
+            for i in range(count):
+                BenchMail.enqueue(args_for(i), conn=conn, prefix=PREFIX)
+            conn.commit()
+
+        return timed(body)
+
+
+def single_unique(url: str, count: int) -> float:
+    truncate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        return timed(
+            lambda: [
+                BenchMail.enqueue(args_for(i), conn=conn, prefix=PREFIX, unique=True)
+                for i in range(count)
+            ]
+        )
+
+
+def single_async(url: str, count: int) -> float:
+    truncate(url)
+
+    async def body() -> float:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            start = time.perf_counter()
+            for i in range(count):
+                await BenchMail.enqueue_async(args_for(i), conn=conn, prefix=PREFIX)
+            return time.perf_counter() - start
+
+    return asyncio.run(body())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.insert")
+    parser.add_argument("--bulk", type=int, default=100_000)
+    parser.add_argument("--unique", type=int, default=20_000)
+    parser.add_argument("--single", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    settings = load_settings(prefix=PREFIX)
+    url = common.fresh_schema(settings)
+    common.print_rows("machine", common.machine())
+    common.print_rows("database", common.postgres(url))
+    print(f"method: median of {args.runs} runs, table truncated before each", flush=True)
+
+    def median(fn: Callable[[], float]) -> float:
+        return common.median([fn() for _ in range(args.runs)])
+
+    def report_bulk(label: str, count: int, **kw: bool) -> float:
+        runs = [bulk(url, count, **kw) for _ in range(args.runs)]
+        build = common.median([b for b, _ in runs])
+        write = common.median([w for _, w in runs])
+        print(
+            f"  {label:<44}{count / write:>10,.0f} jobs/s write"
+            f"   ({count / build:,.0f}/s Worker.new, {count / (build + write):,.0f}/s end to end)",
+            flush=True,
+        )
+        return count / write
+
+    print(f"bulk ({args.bulk:,} jobs per insert_all)")
+    copy_rate = report_bulk("insert_all, COPY (counts only)", args.bulk)
+    report_bulk("insert_all(returning=True), unnest", args.bulk, returning=True)
+    report_bulk(f"insert_all unique ({args.unique:,}), receipts", args.unique, unique=True)
+
+    print(f"single ({args.single:,} enqueues)")
+    DEBOUNCER.reset()
+    rate = args.single / median(lambda: single(url, args.single))
+    print(f"  {'enqueue, autocommit (1 round trip each)':<44}{rate:>10,.0f} jobs/s", flush=True)
+    tx = args.single / median(lambda: single_in_transaction(url, args.single))
+    print(f"  {'enqueue, all in one caller transaction':<44}{tx:>10,.0f} jobs/s", flush=True)
+    rate_async = args.single / median(lambda: single_async(url, args.single))
+    print(f"  {'enqueue_async, autocommit':<44}{rate_async:>10,.0f} jobs/s", flush=True)
+    uniq = args.single / median(lambda: single_unique(url, args.single))
+    print(f"  {'enqueue unique, autocommit':<44}{uniq:>10,.0f} jobs/s", flush=True)
+    print(
+        f"targets: bulk >= 100,000 jobs/s (COPY {copy_rate:,.0f}); "
+        f"single >= 2,000/s (autocommit {rate:,.0f})"
+    )
+    truncate(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
