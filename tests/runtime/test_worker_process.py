@@ -159,3 +159,28 @@ def test_health_endpoints(rt_settings: Settings) -> None:
         assert stop(proc) == 0
     _out, err = proc.communicate()
     assert '"message": "worker started' in err
+
+
+def test_second_signal_exits_at_once(rt_settings: Settings, conn: psycopg.Connection) -> None:
+    s = rt_settings.prefix
+    (job_id,) = seed(conn, s, "Record", args={"sleep": 120})
+    node = f"twice-{uuid.uuid4().hex[:8]}"
+    proc = start_worker(rt_settings, "--grace", "120s", "--node", node)
+    leader = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    try:
+        wait_for(lambda: runs(conn, s), message="job running")
+        wait_for(
+            lambda: conn.execute(leader, (f"powertools:leader:{node}",)).fetchone() == (1,),
+            message="leader connected",
+        )
+        proc.send_signal(signal.SIGTERM)
+        # Draining resigns leadership first: its connection closing shows the drain began.
+        wait_for(
+            lambda: conn.execute(leader, (f"powertools:leader:{node}",)).fetchone() == (0,),
+            message="drain started",
+        )
+        rc = stop(proc, signal.SIGTERM, timeout=10)
+    finally:
+        stop(proc, signal.SIGKILL)
+    assert rc == 128 + signal.SIGTERM
+    assert executing_ids(conn, s) == {job_id}, "the running job is left for the lifeline"
