@@ -135,3 +135,17 @@ def test_a_lock_it_cannot_get_in_time_is_an_error_finding(
         assert finding.severity == "error" and "lock" in finding.message
         assert result.exit_code == 2
         ddl.rollback()
+
+
+def test_a_statement_timeout_is_an_error_finding(installed: Settings, database_url: str) -> None:
+    with psycopg.connect(database_url) as ddl:
+        # the lock wait outlasts the statement timeout (not the lock timeout): cancelled
+        q(ddl, "LOCK TABLE {s}.powertools_producers IN ACCESS EXCLUSIVE MODE", installed.prefix)
+        limits = {"statement_timeout": "50ms", "lock_timeout": "1h"}
+        result = run(installed, "stale_producers", "queue_backlog_age", thresholds=limits)
+        [finding] = result.findings
+        assert finding.check == "stale_producers"
+        assert "exceeded the 50ms statement timeout" in finding.message
+        assert "--threshold statement_timeout=30s" in finding.remediation
+        assert [c.status for c in result.checks] == ["error", "ok"]  # the next check still ran
+        ddl.rollback()
