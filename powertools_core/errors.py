@@ -49,6 +49,12 @@ class SchemaNotInstalled(PowertoolsError):
     code = "schema_not_installed"
 
 
+class VersionMismatch(PowertoolsError):
+    """The database was set up by a newer powertools than the one running."""
+
+    code = "version_mismatch"
+
+
 class EmbeddedServerError(PowertoolsError):
     code = "embedded_server_error"
 

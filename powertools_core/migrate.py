@@ -22,9 +22,11 @@ from powertools_core.config import Settings
 from powertools_core.db.connection import resolve_url, sqlalchemy_engine, translated
 from powertools_core.db.identifiers import qualify, validate_prefix
 from powertools_core.db.urls import mask_url
+from powertools_core.errors import VersionMismatch
 from powertools_core.results import CommandResult
 from powertools_core.schema import oban
 from powertools_core.schema.powertools import VERSION_TABLE
+from powertools_core.version import __version__
 
 SCRIPT_LOCATION = "powertools_core:migrations"
 LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
@@ -93,10 +95,23 @@ def head_revision() -> str:
     return head
 
 
-def _revisions_between(current: str | None) -> list[str]:
+def _revisions_between(current: str | None, prefix: str | None = None) -> list[str]:
     script = ScriptDirectory.from_config(_config("public"))
+    if prefix is not None and current is not None and not _known(script, current):
+        raise VersionMismatch(
+            f"schema {prefix} is at powertools migration {current}, which this powertools "
+            f"({__version__}) does not know: a newer powertools installed it",
+            hint="upgrade powertools (pip install -U oban-powertools) and run install again",
+        )
     revs = [r.revision for r in script.iterate_revisions("head", current or "base")]
     return list(reversed(revs))
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:
+        return False
 
 
 def current_revision(conn: Connection, prefix: str) -> str | None:
@@ -177,7 +192,7 @@ def install(settings: Settings, *, dry_run: bool = False) -> InstallResult:
                     conn.exec_driver_sql(stmt)
                 action, version, missing, warnings = "created", oban.OBAN_VERSION, [], []
             before = current_revision(conn, prefix)
-            applied = _revisions_between(before)
+            applied = _revisions_between(before, prefix)
             if applied:
                 command.upgrade(_config(prefix, connection=conn), "head")
             after = current_revision(conn, prefix)
@@ -202,7 +217,7 @@ def _dry_run(conn: Connection, url: str, prefix: str) -> InstallResult:
     parts: list[str] = []
     if not oban_present:
         parts += [s + ";" for s in _oban_ddl(prefix, schema_exists)]
-    applied = _revisions_between(before)
+    applied = _revisions_between(before, prefix)
     if applied:
         buf = io.StringIO()
         span = f"{before}:head" if before else "head"

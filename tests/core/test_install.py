@@ -8,7 +8,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from powertools_core.config import Settings, load_settings
-from powertools_core.errors import PermissionDenied
+from powertools_core.errors import PermissionDenied, VersionMismatch
 from powertools_core.migrate import InstallResult, head_revision, install
 from powertools_core.schema import oban
 from powertools_core.schema.powertools import OBAN_JOBS_INDEXES, TABLES, VERSION_TABLE
@@ -312,3 +312,22 @@ def test_results_never_contain_the_password(fresh_database: str) -> None:
     assert result.oban.action == "would_create"
     assert password not in result.model_dump_json()
     assert ":***@" in result.database
+
+
+def test_schema_from_a_newer_powertools_is_refused_clearly(
+    installed: Settings, database_url: str
+) -> None:
+    with psycopg.connect(database_url) as c:
+        c.execute(
+            sql.SQL("UPDATE {} SET version_num = 'f00dfeed'").format(
+                sql.Identifier(installed.prefix, VERSION_TABLE)
+            )
+        )
+    before = snapshot(database_url, installed.prefix, include_ours=True)
+
+    for dry_run in (False, True):
+        with pytest.raises(VersionMismatch) as caught:
+            install(installed, dry_run=dry_run)
+        assert "f00dfeed" in caught.value.one_line()
+        assert "upgrade powertools" in caught.value.one_line()
+    assert snapshot(database_url, installed.prefix, include_ours=True) == before
