@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from collections import Counter
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -276,9 +277,13 @@ def test_audit_rows_record_exactly_what_changed(
     for column in ("state", "max_attempts"):
         assert event["before"][column] == before[column]
         assert event["after"][column] == after[column]
+
+    def when(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text is not None else None
+
     for column in ("scheduled_at", "discarded_at"):
-        assert event["before"][column] == (before[column].isoformat() if before[column] else None)
-        assert event["after"][column] == (after[column].isoformat() if after[column] else None)
+        assert when(event["before"][column]) == before[column]
+        assert when(event["after"][column]) == after[column]
     assert event["meta"] == {"queue": "q1", "worker": "app.workers.SendEmail"}
     (run,) = audit_rows(conn, installed.prefix, target_type="job_selection")
     assert run["target_id"] == str(result.run_id)
