@@ -31,6 +31,8 @@ from powertools_core.runtime.outcomes import Ack
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
 OPERATOR_CANCEL = "cancelled by an operator while executing"
+ADMISSION_RETRY = 0.1
+"""Seconds before re-fetching when admission refused the whole batch."""
 
 
 class WorkerCache:
@@ -100,6 +102,7 @@ class Producer:
         self.fetching = False
         self.stopping = False
         self.started_jobs = 0
+        self.refused_last = 0
         self.fetches = 0
         self.healthy = False
         self._wake = asyncio.Event()
@@ -204,6 +207,9 @@ class Producer:
                     continue
                 if count:
                     interval = self.poll_interval
+                elif self.refused_last:
+                    # A limit is saturated: look again soon (its bucket may refill in ms).
+                    interval = min(self.poll_interval, ADMISSION_RETRY)
                 elif idle:
                     interval = min(self.max_poll_interval, interval * 2)
             await self._sleep(interval)
@@ -258,10 +264,21 @@ class Producer:
                 {"queue": self.queue, "producer": self.uuid},
             )
         if jobs and self.admission is not None:
-            jobs = list(await self.admission(jobs))
+            try:
+                jobs = list(await self.admission(jobs))
+            except Exception as exc:
+                # The claimed jobs are given back by the reconcile before the next fetch.
+                self._lost_reply = True
+                log.error("producer %s: admission failed (%s); backing off", self.queue, exc)
+                if isinstance(exc, DB_ERRORS):
+                    await self.fetch_slot.reset()
+                return None
+        self.refused_last = len(rows) - len(jobs)
         self.buffer.extend(jobs)
         self._fill()
-        return len(rows)
+        # Jobs refused by admission are not work: count only what will run, so a saturated
+        # limit makes the producer wait instead of re-claiming the same jobs at once.
+        return len(jobs)
 
     async def _reconcile(self, conn: psycopg.AsyncConnection[Any]) -> None:
         known = [
