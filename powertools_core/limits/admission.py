@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Final
 
 import psycopg
@@ -44,6 +45,11 @@ FROM {prefix}.powertools_limits_admit(
     %(d_job)s::integer[], %(d_gate)s::integer[], %(d_weight)s::integer[]
 )
 """
+
+
+@cache
+def _admit_sql(prefix: str) -> str:
+    return qualify(ADMIT, prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +101,29 @@ def _worker_class(name: str) -> type[Any] | None:
         return None
 
 
-def _demands(job: Job) -> list[Demand]:
-    cls = _worker_class(job.worker)
-    limits = tuple(getattr(cls, "limits", ()) or ())
+def _constant(limits: tuple[Any, ...]) -> bool:
+    """Limits whose demands do not depend on args (global, fixed weight)."""
+    return all(
+        lim.partition_by is None and getattr(lim, "weight_by", None) is None for lim in limits
+    )
+
+
+def _demands(
+    job: Job, memo: dict[str, tuple[tuple[Any, ...], list[Demand] | None]]
+) -> list[Demand]:
+    """The gates ``job`` must pass. ``memo`` caches, per worker name and for one batch, its
+    limits and (when they do not depend on args) its demands."""
+    known = memo.get(job.worker)
+    if known is None:
+        cls = _worker_class(job.worker)
+        limits = tuple(getattr(cls, "limits", ()) or ())
+        fixed = worker_demands(limits, {}) if limits and _constant(limits) else None
+        known = memo[job.worker] = (limits, fixed)
+    limits, fixed = known
     if not limits:
         return []
+    if fixed is not None:
+        return fixed
     try:
         return worker_demands(limits, job.raw_args if job.raw_args is not None else job.args)
     except InvalidInput as exc:
@@ -157,7 +181,7 @@ async def run_admission(
         return []
     params = build_params(jobs, now)
     order: list[tuple[str, str]] = params.pop("_order")
-    cur = await conn.execute(qualify(ADMIT, prefix), params)
+    cur = await conn.execute(_admit_sql(prefix), params, prepare=True)
     out: list[Refusal | None] = [None] * len(jobs)
     for job_index, admitted, code, gate_index, retry_at in await cur.fetchall():
         if not admitted:
@@ -201,8 +225,9 @@ async def admit(
     await _sync_new(conn, prefix, jobs)
     pending: list[tuple[Job, Sequence[Demand]]] = []
     verdict: dict[int, bool] = {}
+    memo: dict[str, tuple[tuple[Any, ...], list[Demand] | None]] = {}
     for job in jobs:
-        demands = _demands(job)
+        demands = _demands(job, memo)
         if not demands:
             verdict[job.id] = True
             continue

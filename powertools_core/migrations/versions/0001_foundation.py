@@ -511,6 +511,10 @@ BEGIN
         AS u(name, part, kind, lvl, ref, chg)
     WHERE u.chg AND u.kind = 'rate' AND b.limit_name = u.name AND b.partition_key = u.part;
 
+    IF NOT ('concurrency' = ANY(p_g_kind) OR 'partition_concurrency' = ANY(p_g_kind)) THEN
+        RETURN;
+    END IF;
+
     IF cardinality(h_job) > 0 THEN
         INSERT INTO powertools_limit_holds AS h
             (limit_name, partition_key, job_id, attempt, held_at)
