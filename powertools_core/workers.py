@@ -280,9 +280,13 @@ class Worker(ABC):
             raise InvalidInput(f"{where}: max_attempts must be an integer >= 1")
         if meta is not None and not isinstance(meta, dict):
             raise InvalidInput(f"{where}: meta must be a dict")
-        job_meta = dict(meta or {})
-        check_json(job_meta, f"{where}: meta")
-        state, at = schedule(schedule_in, scheduled_at)
+        job_meta = dict(meta) if meta else {}
+        if job_meta:
+            check_json(job_meta, f"{where}: meta")
+        if schedule_in is None and scheduled_at is None:
+            state, at = "available", None
+        else:
+            state, at = schedule(schedule_in, scheduled_at)
 
         rule: Unique | None
         if unique is None:
