@@ -30,6 +30,7 @@ from tests.runtime.helpers import (
     states,
     wait_for,
 )
+from tests.support.apps.recorder import Record
 
 
 def test_notify_wakes_an_idle_worker_long_before_the_poll(
@@ -45,6 +46,29 @@ def test_notify_wakes_an_idle_worker_long_before_the_poll(
         # The poll is a minute away: only the NOTIFY can make this happen within the deadline.
         wait_for(lambda: runs(conn, s), timeout=15, message="job started by NOTIFY")
     assert runs(conn, s)[0][0] == job_id
+
+
+def test_enqueue_in_a_transaction_wakes_the_worker_on_commit(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    """The real enqueue path: the job and its NOTIFY ride the caller's transaction."""
+    s = rt_settings.prefix
+    assert rt_settings.database_url
+    cfg = config_for(rt_settings, poll_interval=60.0, max_poll_interval=60.0)
+    with running(cfg) as rt:
+        producer = rt.runtime.producers["default"]  # type: ignore[union-attr]
+        wait_for(lambda: producer.fetches >= 1 and not producer.fetching, message="first poll")
+        with psycopg.connect(rt_settings.database_url) as tx:
+            # (another queue: the sender's debouncer would swallow the next NOTIFY otherwise)
+            rolled_back = Record.enqueue({"schema": s}, conn=tx, prefix=s, queue="elsewhere")
+            tx.rollback()
+            result = Record.enqueue({"schema": s}, conn=tx, prefix=s)
+        wait_for(lambda: runs(conn, s), timeout=15, message="job started by the enqueue NOTIFY")
+        wait_for(lambda: states(conn, s) == {"completed": 1}, message="completed")
+    assert [r[0] for r in runs(conn, s)] == [result.id]
+    assert job_row(conn, s, result.id)["state"] == "completed"
+    query = sql.SQL("SELECT count(*) FROM {}.oban_jobs WHERE id = %s").format(sql.Identifier(s))
+    assert conn.execute(query, (rolled_back.id,)).fetchone() == (0,)
 
 
 def test_cancel_signal_stops_an_executing_job(
