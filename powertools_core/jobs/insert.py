@@ -28,12 +28,13 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from powertools_core.db.connection import (
     APPLICATION_NAME,
@@ -44,7 +45,7 @@ from powertools_core.db.connection import (
     translated,
 )
 from powertools_core.db.identifiers import qualify
-from powertools_core.errors import InvalidInput
+from powertools_core.errors import InvalidInput, SchemaNotInstalled
 from powertools_core.jobs.model import Job
 from powertools_core.jobs.notify import DEBOUNCER, NOTIFY_QUEUES, insert_channel
 from powertools_core.jobs.spec import BulkInsertResult, InsertResult, JobSpec
@@ -362,6 +363,23 @@ async def async_connection(conn: Any) -> psycopg.AsyncConnection[Any]:
     return raw
 
 
+@contextmanager
+def caller_errors() -> Iterator[None]:
+    """Errors on a caller's connection stay driver errors (a serialization failure must reach
+    the caller's retry loop as itself), except a missing table, which means "not installed".
+
+    On our own connections (no ``conn``) every driver error becomes a one-line
+    ``PowertoolsError`` instead (``translated``).
+    """
+    try:
+        yield
+    except (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName) as exc:
+        raise SchemaNotInstalled(
+            f"powertools tables are missing: {str(exc).strip().splitlines()[0]}",
+            hint="run `powertools install` (with the same --prefix)",
+        ) from exc
+
+
 def _own_tx(pg: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
     """A transaction for several statements on an autocommit connection; none otherwise (we
     are inside the caller's transaction, which the caller commits or rolls back)."""
@@ -583,7 +601,7 @@ def insert_job(spec: JobSpec, *, conn: Any = None, prefix: str | None = None) ->
         with translated(target.url), _pool(target.url).connection() as pg:
             return _insert_one(pg, spec, target.prefix)
     pg = sync_connection(conn)
-    with translated():
+    with caller_errors():
         return _insert_one(pg, spec, default_prefix(prefix))
 
 
@@ -625,7 +643,7 @@ def insert_all(
         with translated(target.url), _pool(target.url).connection() as pg:
             return _insert_many(pg, specs, target.prefix, returning=returning)
     pg = sync_connection(conn)
-    with translated():
+    with caller_errors():
         return _insert_many(pg, specs, default_prefix(prefix), returning=returning)
 
 
@@ -668,7 +686,7 @@ def prune_receipts(conn: Any, *, prefix: str | None = None, limit: int = 10_000)
     Meant for the pruner duty; safe to run concurrently with inserts (locked rows are skipped).
     """
     pg = sync_connection(conn)
-    with translated(), _own_tx(pg):
+    with caller_errors(), _own_tx(pg):
         cur = pg.execute(_sql(PRUNE_RECEIPTS, default_prefix(prefix)), [limit])
         return cur.rowcount
 
@@ -686,7 +704,7 @@ async def insert_job_async(
             async with await connect_async(target.url, autocommit=True) as pg:
                 return await _insert_one_async(pg, spec, target.prefix)
     pg = await async_connection(conn)
-    with translated():
+    with caller_errors():
         return await _insert_one_async(pg, spec, default_prefix(prefix))
 
 
@@ -726,7 +744,7 @@ async def insert_all_async(
             async with await connect_async(target.url, autocommit=True) as pg:
                 return await _insert_many_async(pg, specs, target.prefix, returning=returning)
     pg = await async_connection(conn)
-    with translated():
+    with caller_errors():
         return await _insert_many_async(pg, specs, default_prefix(prefix), returning=returning)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from powertools_core import BulkInsertResult, Worker, insert_all, insert_all_async
 from powertools_core.config import Settings
-from powertools_core.errors import InvalidInput, PowertoolsError
+from powertools_core.errors import InvalidInput, SchemaNotInstalled
 from powertools_core.jobs import insert as insert_mod
 
 
@@ -182,7 +182,8 @@ def test_a_failing_bulk_insert_leaves_nothing(installed: Settings, database_url:
     broken = dataclasses.replace(BulkA.new({"n": 0}), worker="w" * 200)
     with (
         psycopg.connect(database_url, autocommit=True) as conn,
-        pytest.raises(PowertoolsError, match="worker_length"),
+        # On the caller's connection driver errors stay themselves (retry loops see them).
+        pytest.raises(psycopg.errors.CheckViolation, match="worker_length"),
     ):
         insert_all([*good, broken], conn=conn, prefix=installed.prefix)
     assert rows(database_url, installed.prefix) == []
@@ -209,3 +210,12 @@ def test_awkward_text_survives_both_paths(
     assert stored[0]["meta"] == {"m": "\\x"}
     assert stored[1]["args"] == {"k\\ey": ["\\N", None, 1.5]}
     assert stored[1]["tags"] == ["only"]
+
+
+def test_a_schema_that_is_not_installed_says_so(settings: Settings, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with pytest.raises(SchemaNotInstalled) as err:
+            insert_all([BulkA.new({"n": 1})], conn=conn, prefix=settings.prefix)
+        assert "powertools install" in err.value.one_line()
+        with pytest.raises(SchemaNotInstalled):
+            BulkA.enqueue({"n": 1}, conn=conn, prefix=settings.prefix)
