@@ -297,8 +297,7 @@ def test_concurrent_takeover_creates_exactly_one_job(
 
 
 WAITING_ON_LOCK = (
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE application_name = 'powertools-unique-b' AND wait_event_type = 'Lock'"
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
 )
 
 
@@ -307,20 +306,21 @@ def test_a_second_inserter_waits_for_the_first_and_sees_its_job(
 ) -> None:
     """The lock path, made deterministic: B blocks on A's receipt until A commits."""
     p = installed.prefix
+    tag = f"powertools-unique-b-{p}"  # unique per test, so parallel runs cannot confuse it
     outcome: dict[str, InsertResult] = {}
     with psycopg.connect(database_url) as a:
         first = UqMailer.enqueue({"to": "same"}, conn=a, prefix=p, unique=True)
 
         def second() -> None:
             with psycopg.connect(database_url, autocommit=True) as b:
-                b.execute("SET application_name = 'powertools-unique-b'")
+                b.execute("SELECT set_config('application_name', %s, false)", [tag])
                 outcome["b"] = UqMailer.enqueue({"to": "same"}, conn=b, prefix=p, unique=True)
 
         thread = threading.Thread(target=second)
         thread.start()
         deadline = time.monotonic() + 30
         while True:  # poll until B is waiting on A's lock (never a fixed sleep)
-            waiting = run(database_url, p, WAITING_ON_LOCK)
+            waiting = run(database_url, p, WAITING_ON_LOCK, [tag])
             if waiting == [(1,)]:
                 break
             assert time.monotonic() < deadline, "second inserter never blocked on the receipt"
