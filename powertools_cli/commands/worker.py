@@ -18,7 +18,7 @@ from powertools_cli.options import (
     Verbose,
 )
 from powertools_core.runtime.config import parse_duration
-from powertools_core.runtime.run import build_config, run_worker
+from powertools_core.runtime.run import WorkerRunResult, build_config, run_worker
 
 app = typer.Typer(
     name="worker",
@@ -31,6 +31,7 @@ TUNING = "Tuning"
 
 
 @app.command("run")
+@common.returns(WorkerRunResult)
 def run(
     queues: Annotated[
         list[str] | None,

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from pydantic import Field
+
 from powertools_core.config import Settings
 from powertools_core.db.connection import connect, resolve_url
 from powertools_core.db.identifiers import qualify
@@ -39,16 +41,22 @@ from powertools_core.workers import load_app
 class WorkerRunResult(CommandResult):
     """What ``worker run`` reports after it has drained and stopped."""
 
-    node: str
-    prefix: str
-    queues: dict[str, int]
-    processes: int
-    jobs_started: int = 0
-    acked: int = 0
-    stale_acks: int = 0
-    released: int = 0
-    left_running: int = 0
-    uptime_s: float = 0.0
+    node: str = Field(description="node name written to attempted_by[1]")
+    prefix: str = Field(description="schema that holds oban_jobs")
+    queues: dict[str, int] = Field(description="queue name -> concurrency per process")
+    processes: int = Field(description="worker processes that ran")
+    jobs_started: int = Field(default=0, description="attempts started (all processes)")
+    acked: int = Field(default=0, description="outcomes written to oban_jobs")
+    stale_acks: int = Field(
+        default=0, description="outcomes ignored because the job was rescued or changed meanwhile"
+    )
+    released: int = Field(
+        default=0, description="prefetched jobs given back (available) at shutdown"
+    )
+    left_running: int = Field(
+        default=0, description="jobs still running when --grace ran out (left to the lifeline)"
+    )
+    uptime_s: float = Field(default=0.0, description="seconds the runtime ran")
 
 
 def check_schema(url: str, prefix: str) -> None:
