@@ -133,7 +133,7 @@ WITH doomed AS (
     LEFT JOIN {prefix}.powertools_producers p ON p.uuid::text = j.attempted_by[2]
     WHERE j.state = 'executing'
       AND CASE WHEN p.uuid IS NULL
-               THEN j.attempted_at
+               THEN coalesce(j.attempted_at, j.scheduled_at)
                     < timezone('UTC', now()) - make_interval(secs => %(orphan_after)s)
                ELSE p.beat_at
                     < timezone('UTC', now()) - make_interval(secs => %(rescue_after)s) END

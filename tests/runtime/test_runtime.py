@@ -323,3 +323,43 @@ def test_generic_plans_never_scan_the_whole_jobs_table(
     assert "Seq Scan on oban_jobs" not in plan, plan
     if name == "fetch":
         assert "powertools_oban_jobs_fetch_index" in plan, plan
+
+
+def test_lifeline_discards_a_rescued_job_without_attempts_left(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = rt_settings.prefix
+    assert rt_settings.database_url
+    url = rt_settings.database_url
+    (job_id,) = seed(conn, s, "Record", max_attempts=1)
+    (fresh_id,) = seed(conn, s, "Record", queue="other")
+    _claim(conn, s, str(uuid.uuid4()))
+    # A job claimed a moment ago by an unknown producer is not touched by a 1h threshold.
+    conn.execute(
+        queries.sql(queries.FETCH, s),
+        {"queue": "other", "limit": 1, "attempted_by": ["n", str(uuid.uuid4())]},
+    )
+
+    async def sweep(orphan_after: float) -> int:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as aconn:
+            lifeline = Lifeline("test", orphan_after=orphan_after)
+            return await lifeline.run_once(aconn, s, datetime.now(UTC))
+
+    assert asyncio.run(sweep(3600.0)) == 0
+    conn.execute(
+        sql.SQL(
+            "UPDATE {}.oban_jobs SET attempted_at = attempted_at - interval '2 hours' WHERE id = %s"
+        ).format(sql.Identifier(s)),
+        (job_id,),
+    )
+    assert asyncio.run(sweep(3600.0)) == 1
+    row = job_row(conn, s, job_id)
+    assert row["state"] == "discarded" and row["discarded_at"] is not None
+    assert "no attempts left" in str(row["errors"][-1])
+    assert job_row(conn, s, fresh_id)["state"] == "executing"
+    incidents = conn.execute(
+        sql.SQL("SELECT job_id, action FROM {}.powertools_lifeline_incidents").format(
+            sql.Identifier(s)
+        )
+    ).fetchall()
+    assert incidents == [(job_id, "discarded")]
