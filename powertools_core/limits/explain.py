@@ -84,7 +84,7 @@ SELECT b.limit_name, b.partition_key, b.kind, b.capacity, b.span_us, b.level, b.
        (SELECT count(*)
         FROM {prefix}.powertools_limit_holds h
         JOIN {prefix}.oban_jobs j
-          ON j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt
+          ON j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt
         WHERE h.limit_name = b.limit_name AND h.partition_key = b.partition_key)
 FROM {prefix}.powertools_rate_buckets b
 WHERE b.limit_name = ANY(%(names)s::text[])

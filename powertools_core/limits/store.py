@@ -82,7 +82,7 @@ SELECT g.name, g.part, b.kind, b.level, b.refilled_at,
        (SELECT count(*)
         FROM {prefix}.powertools_limit_holds h
         JOIN {prefix}.oban_jobs j
-          ON j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt
+          ON j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt
         WHERE h.limit_name = g.name AND h.partition_key = g.part)
 FROM unnest(%(names)s::text[], %(parts)s::text[]) AS g(name, part)
 LEFT JOIN {prefix}.powertools_rate_buckets b

@@ -339,7 +339,8 @@ def downgrade() -> None:
 # of powertools_core.limits.reservation (strict prefix per gate; cooldown first; integer ticks),
 # and the new levels and holds are written back. The level CHECK makes an over-debit uncommittable.
 # The body names tables unqualified (the pinned search_path resolves them) so it is the same text
-# in every schema.
+# in every schema. Holds are matched to their job by primary key; ``state::text`` keeps the planner
+# from walking every executing job through a state index for each hold instead.
 _LIMITS_ADMIT_FUNCTION = """
 CREATE OR REPLACE FUNCTION {prefix}.powertools_limits_admit(
     p_now timestamp,
@@ -357,10 +358,11 @@ DECLARE
     n_gates integer := coalesce(cardinality(p_g_name), 0);
     n_jobs integer := coalesce(cardinality(p_jobs), 0);
     n_dem integer := coalesce(cardinality(p_d_job), 0);
+    kind smallint[];
     lvl bigint[];
     ref timestamp[];
     cool timestamp[];
-    cl_code text[];
+    cl_code smallint[];
     cl_retry timestamp[];
     t_level bigint[];
     t_ref timestamp[];
@@ -381,7 +383,7 @@ DECLARE
     base timestamp;
     elapsed bigint;
     blocked boolean;
-    b_code text;
+    b_code smallint;
     b_retry timestamp;
     b_gate integer;
 BEGIN
@@ -407,12 +409,16 @@ BEGIN
     WHERE (b.kind, b.capacity, b.span_us)
           IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.capacity, EXCLUDED.span_us);
 
+    -- Loop arrays are fixed-width without NULLs (sentinels instead), so subscripts are O(1).
     SELECT array_agg(CASE WHEN b.kind = 'rate' THEN b.level ELSE live.cnt END ORDER BY g.i),
            array_agg(b.refilled_at ORDER BY g.i),
-           array_agg(greatest(
+           array_agg(coalesce(greatest(
                CASE WHEN b.cooldown_until > now_ts THEN b.cooldown_until END,
-               CASE WHEN l.cooldown_until > now_ts THEN l.cooldown_until END) ORDER BY g.i)
-    INTO lvl, ref, cool
+               CASE WHEN l.cooldown_until > now_ts THEN l.cooldown_until END), '-infinity')
+               ORDER BY g.i),
+           array_agg(CASE b.kind WHEN 'rate' THEN 0 WHEN 'concurrency' THEN 1 ELSE 2 END
+               ::smallint ORDER BY g.i)
+    INTO lvl, ref, cool, kind
     FROM unnest(p_g_name, p_g_partition) WITH ORDINALITY AS g(name, part, i)
     JOIN powertools_rate_buckets b
       ON b.limit_name = g.name AND b.partition_key = g.part
@@ -421,16 +427,16 @@ BEGIN
         SELECT count(*)::bigint AS cnt
         FROM powertools_limit_holds h
         JOIN oban_jobs j
-          ON j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt
+          ON j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt
         WHERE h.limit_name = g.name AND h.partition_key = g.part
           AND b.kind <> 'rate' AND NOT (h.job_id = ANY(p_jobs))
     ) live ON true;
 
-    cl_code := array_fill(NULL::text, ARRAY[n_gates]);
-    cl_retry := array_fill(NULL::timestamp, ARRAY[n_gates]);
+    cl_code := array_fill(0::smallint, ARRAY[n_gates]);
+    cl_retry := array_fill('infinity'::timestamp, ARRAY[n_gates]);
     chg := array_fill(false, ARRAY[n_gates]);
-    t_level := array_fill(NULL::bigint, ARRAY[n_dem]);
-    t_ref := array_fill(NULL::timestamp, ARRAY[n_dem]);
+    t_level := array_fill(0::bigint, ARRAY[greatest(n_dem, 1)]);
+    t_ref := array_fill('-infinity'::timestamp, ARRAY[greatest(n_dem, 1)]);
 
     FOR ji IN 1..n_jobs LOOP
         d0 := d;
@@ -441,13 +447,13 @@ BEGIN
         FOR k IN d0..d - 1 LOOP
             gi := p_d_gate[k];
             w := p_d_weight[k];
-            IF cl_code[gi] IS NOT NULL THEN
+            IF cl_code[gi] <> 0 THEN
                 blocked := true; b_code := cl_code[gi]; b_retry := cl_retry[gi]; b_gate := gi;
                 EXIT;
             END IF;
-            IF cool[gi] IS NOT NULL AND cool[gi] > now_ts THEN
-                blocked := true; b_code := 'cooldown'; b_retry := cool[gi]; b_gate := gi;
-            ELSIF p_g_kind[gi] = 'rate' THEN
+            IF cool[gi] > now_ts THEN
+                blocked := true; b_code := 2; b_retry := cool[gi]; b_gate := gi;
+            ELSIF kind[gi] = 0 THEN
                 cap := p_g_capacity[gi];
                 span := p_g_span_us[gi];
                 base := greatest(now_ts, ref[gi]);
@@ -463,21 +469,20 @@ BEGIN
                 END IF;
                 need := w::bigint * span;
                 IF w > cap THEN
-                    blocked := true; b_code := 'limit_reached'; b_retry := NULL; b_gate := gi;
+                    blocked := true; b_code := 1; b_retry := 'infinity'; b_gate := gi;
                 ELSIF cur >= need THEN
                     t_level[k] := cur - need;
                     t_ref[k] := base;
                 ELSE
-                    blocked := true; b_code := 'limit_reached'; b_gate := gi;
+                    blocked := true; b_code := 1; b_gate := gi;
                     b_retry := base + ((need - cur + cap - 1) / cap) * interval '1 microsecond';
                 END IF;
             ELSIF lvl[gi] + 1 <= p_g_capacity[gi] THEN
                 t_level[k] := lvl[gi] + 1;
                 t_ref[k] := ref[gi];
             ELSE
-                blocked := true; b_gate := gi; b_retry := NULL;
-                b_code := CASE WHEN p_g_kind[gi] = 'concurrency' THEN 'concurrency_reached'
-                               ELSE 'partition_concurrency_reached' END;
+                blocked := true; b_gate := gi; b_retry := 'infinity';
+                b_code := CASE WHEN kind[gi] = 1 THEN 3 ELSE 4 END;
             END IF;
             IF blocked THEN
                 cl_code[gi] := b_code;
@@ -486,15 +491,17 @@ BEGIN
             END IF;
         END LOOP;
         IF blocked THEN
-            o_job := ji; o_admitted := false; o_code := b_code; o_gate := b_gate;
-            o_retry_at := b_retry;
+            o_job := ji; o_admitted := false; o_gate := b_gate;
+            o_code := (ARRAY['limit_reached', 'cooldown', 'concurrency_reached',
+                             'partition_concurrency_reached'])[b_code];
+            o_retry_at := CASE WHEN b_retry = 'infinity' THEN NULL ELSE b_retry END;
         ELSE
             FOR k IN d0..d - 1 LOOP
                 gi := p_d_gate[k];
                 lvl[gi] := t_level[k];
                 ref[gi] := t_ref[k];
                 chg[gi] := true;
-                IF p_g_kind[gi] <> 'rate' THEN
+                IF kind[gi] <> 0 THEN
                     h_job := h_job || p_jobs[ji];
                     h_attempt := h_attempt || p_attempts[ji];
                     h_gate := h_gate || gi;
@@ -529,7 +536,7 @@ BEGIN
     WHERE g.kind <> 'rate' AND h.limit_name = g.name AND h.partition_key = g.part
       AND NOT EXISTS (
           SELECT 1 FROM oban_jobs j
-          WHERE j.id = h.job_id AND j.state = 'executing' AND j.attempt = h.attempt);
+          WHERE j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt);
 END
 $fn$
 """
