@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from powertools_core.jobs.model import Job
 
 T = TypeVar("T")
+_INT4_MAX = 2**31 - 1  # priority and max_attempts are integer columns
 
 
 class _RedactedMarker:
@@ -273,10 +274,12 @@ class Worker(ABC):
         chosen_priority = cls.priority if priority is None else priority
         if isinstance(chosen_priority, bool) or not isinstance(chosen_priority, int):
             raise InvalidInput(f"{where}: priority must be an integer >= 0")
-        if chosen_priority < 0:
+        if not 0 <= chosen_priority <= _INT4_MAX:
             raise InvalidInput(f"{where}: priority must be an integer >= 0")
         attempts = cls.max_attempts if max_attempts is None else max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise InvalidInput(f"{where}: max_attempts must be an integer >= 1")
+        if not 1 <= attempts <= _INT4_MAX:
             raise InvalidInput(f"{where}: max_attempts must be an integer >= 1")
         if meta is not None and not isinstance(meta, dict):
             raise InvalidInput(f"{where}: meta must be a dict")

@@ -83,7 +83,8 @@ SELECT ins.*, pg_notify(%s, ins.queue) FROM ins
 
 # Plain bulk insert with ids back. Ids come from the column default in ``ord`` order (one
 # statement, rows inserted in the order the sorted SELECT yields them), so sorting the returned
-# rows by id restores input order.
+# rows by id restores input order. Only what the server decided comes back (the rest of the Job
+# is the spec); arrays travel in binary (no per-element escaping on either side).
 INSERT_UNNEST: Final = """
 INSERT INTO {prefix}.oban_jobs
     (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)
@@ -91,14 +92,12 @@ SELECT i.state::{prefix}.oban_job_state, i.queue, i.worker, i.args::jsonb, i.met
        CASE WHEN i.tags IS NULL THEN ARRAY[]::text[]
             ELSE ARRAY(SELECT jsonb_array_elements_text(i.tags::jsonb)) END,
        i.priority, i.max_attempts, COALESCE(i.scheduled_at, timezone('UTC', now()))
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[],
-            %s::int[], %s::timestamp[])
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[],
+            %b::int[], %b::timestamp[])
      WITH ORDINALITY AS i(state, queue, worker, args, meta, tags, priority, max_attempts,
                           scheduled_at, ord)
 ORDER BY i.ord
-RETURNING id, state, queue, worker, args, errors, attempt, max_attempts, inserted_at,
-          scheduled_at, attempted_at, completed_at, attempted_by, discarded_at, priority, tags,
-          meta, cancelled_at
+RETURNING id, inserted_at, scheduled_at
 """
 
 COPY_JOBS: Final = (
@@ -115,7 +114,7 @@ SELECT_NOW: Final = "SELECT timezone('UTC', now())"
 CLAIM_RECEIPTS: Final = """
 INSERT INTO {prefix}.powertools_idempotency_receipts AS r (worker, key, job_id)
 SELECT i.worker, i.key, 0
-FROM unnest(%s::text[], %s::text[]) AS i(worker, key)
+FROM unnest(%b::text[], %b::text[]) AS i(worker, key)
 ORDER BY i.worker COLLATE "C", i.key COLLATE "C"
 ON CONFLICT (worker, key) DO UPDATE SET worker = EXCLUDED.worker
 """
@@ -125,9 +124,9 @@ ON CONFLICT (worker, key) DO UPDATE SET worker = EXCLUDED.worker
 INSERT_UNIQUE: Final = """
 WITH input AS (
     SELECT *
-    FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[],
-                %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
-                %s::timestamp[])
+    FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::text[],
+                %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::int[],
+                %b::timestamp[])
          AS i(ord, worker, rkey, states, period, state, queue, args, meta, tags, priority,
               max_attempts, scheduled_at)
 ),
@@ -489,13 +488,30 @@ class _Collector:
         self.conflicts = 0
         self.notify: dict[str, None] = {}
 
-    def add_rows(self, positions: Sequence[int], rows: Sequence[Any]) -> None:
-        jobs = sorted((Job.from_row(r) for r in rows), key=lambda j: j.id)
-        self.inserted += len(jobs)
-        for pos, job in zip(positions, jobs, strict=True):
-            if job.state == "available":
-                self.notify[job.queue] = None
+    def add_rows(
+        self, chunk: Sequence[tuple[int, JobSpec]], rows: Sequence[tuple[int, Any, Any]]
+    ) -> None:
+        """Rows are (id, inserted_at, scheduled_at) of a plain unnest insert of ``chunk``."""
+        ordered = sorted(rows, key=lambda r: r[0])
+        self.inserted += len(ordered)
+        for (pos, spec), (job_id, inserted_at, scheduled_at) in zip(chunk, ordered, strict=True):
+            if spec.state == "available":
+                self.notify[spec.queue] = None
             if self.keep:
+                job = Job(
+                    id=job_id,
+                    state=spec.state,
+                    queue=spec.queue,
+                    worker=spec.worker,
+                    args=dict(spec.args),
+                    max_attempts=spec.max_attempts,
+                    inserted_at=inserted_at,
+                    scheduled_at=scheduled_at,
+                    priority=spec.priority,
+                    tags=list(spec.tags),
+                    meta=dict(spec.meta),
+                )
+                job.raw_args = job.args
                 self.results[pos] = InsertResult(job=job, conflict=False)
 
     def add_unique(self, plan: _UniquePlan, rows: Sequence[Any]) -> None:
@@ -542,7 +558,7 @@ def _split(
 
 
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-COPY_ROWS_PER_WRITE: Final = 10_000
+COPY_ROWS_PER_WRITE: Final = 2_000
 
 
 def copy_escape(text: str) -> str:
@@ -665,7 +681,7 @@ def _insert_many(
             sql = _sql(INSERT_UNNEST, prefix)
             for chunk in _chunks(plain):
                 cur.execute(sql, _unnest_params([s for _, s in chunk]))
-                out.add_rows([p for p, _ in chunk], cur.fetchall())
+                out.add_rows(chunk, cur.fetchall())
         if unique:
             plan = _plan_unique(unique)
             for part in _chunks(plan.sent):
@@ -768,7 +784,7 @@ async def _insert_many_async(
             sql = _sql(INSERT_UNNEST, prefix)
             for chunk in _chunks(plain):
                 await cur.execute(sql, _unnest_params([s for _, s in chunk]))
-                out.add_rows([p for p, _ in chunk], await cur.fetchall())
+                out.add_rows(chunk, await cur.fetchall())
         if unique:
             plan = _plan_unique(unique)
             for part in _chunks(plan.sent):

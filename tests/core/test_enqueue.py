@@ -177,6 +177,8 @@ def test_invalid_args_without_conn_never_connect(
         ({"queue": ""}, "queue"),
         ({"queue": "q" * 200}, "queue"),
         ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 2**31}, "max_attempts"),
+        ({"priority": 2**40}, "priority"),
         ({"schedule_in": "soon"}, "schedule_in"),
         ({"schedule_in": -5}, "schedule_in"),
         ({"schedule_in": 5, "scheduled_at": datetime(2999, 1, 1)}, "not both"),

@@ -97,6 +97,14 @@ def test_insert_all_writes_every_column(
         assert result.results is not None
         assert [r.id for r in result.results] == [r["id"] for r in stored]
         assert all(not r.conflict for r in result.results)
+        for got, row in zip(result.results, stored, strict=True):
+            job = got.job
+            assert (job.state, job.queue, job.worker, job.priority) == (
+                row["state"], row["queue"], row["worker"], row["priority"]
+            )  # fmt: skip
+            assert (job.args, job.tags, job.meta) == (row["args"], row["tags"], row["meta"])
+            assert (job.inserted_at, job.scheduled_at) == (row["inserted_at"], row["scheduled_at"])
+            assert (job.attempt, job.max_attempts, job.errors) == (0, row["max_attempts"], [])
     else:
         assert result.results is None
         with pytest.raises(InvalidInput, match="returning=True"):
