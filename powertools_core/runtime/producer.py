@@ -15,7 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log, sleep_or
 from powertools_core.runtime.outcomes import Ack
+from powertools_core.runtime.threads import SyncRunner
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
 OPERATOR_CANCEL = "cancelled by an operator while executing"
@@ -70,7 +70,7 @@ class Producer:
         node: str,
         fetch_slot: ConnectionSlot,
         acker: Acker,
-        executor: Executor,
+        executor: SyncRunner,
         workers: WorkerCache,
         poll_interval: float = 1.0,
         max_poll_interval: float = 5.0,
@@ -88,7 +88,7 @@ class Producer:
         self.attempted_by = [node, self.uuid]
         self.fetch_slot = fetch_slot
         self.acker = acker
-        self.executor = executor
+        self.sync_runner = executor
         self.workers = workers
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
@@ -349,7 +349,7 @@ class Producer:
                     async with deadline:
                         result = await worker.perform(job)
             else:
-                future = self._loop.run_in_executor(self.executor, worker.perform, job)
+                future = self.sync_runner.run(worker.perform, job)
                 if deadline is None:
                     result = await future
                 else:

@@ -30,7 +30,7 @@ from powertools_core.runtime.maintenance import Lifeline, Stager
 from powertools_core.runtime.notifier import Notifier
 from powertools_core.runtime.producer import Producer, WorkerCache
 from powertools_core.runtime.release import Admission, release
-from powertools_core.runtime.threads import DaemonThreadPool
+from powertools_core.runtime.threads import DaemonThreadPool, SyncRunner
 
 
 class Heartbeat:
@@ -109,6 +109,7 @@ class Runtime:
         await self.maint.get()
         size = cfg.thread_pool_size or min(512, sum(cfg.queues.values()) + 4)
         self.executor = DaemonThreadPool(size)
+        runner = SyncRunner(asyncio.get_running_loop(), self.executor)
         await self.acker.start()
         admission = Admission(cfg.prefix, self.fetch, self.workers)
         for queue, limit in cfg.queues.items():
@@ -120,7 +121,7 @@ class Runtime:
                 node=cfg.node,
                 fetch_slot=self.fetch,
                 acker=self.acker,
-                executor=self.executor,
+                executor=runner,
                 workers=self.workers,
                 poll_interval=cfg.poll_interval,
                 max_poll_interval=cfg.max_poll_interval,
