@@ -1,0 +1,79 @@
+"""The limiter's housekeeping, run by the elected leader (a ``LeaderDuty``).
+
+Admission already forgets the holds of the gates it touches; this sweep covers the rest, so the
+tables stay as small as the live state:
+
+- a concurrency hold whose job is no longer ``executing`` that attempt is deleted;
+- a token bucket that would be full by now (idle for at least its span) and is not cooling
+  down is deleted: a missing bucket is minted full, so the verdicts do not change;
+- a concurrency gate row with no live hold and no cooldown is deleted likewise.
+
+Rows another transaction holds are skipped (``SKIP LOCKED``), so admission never waits on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+
+from powertools_core.db.identifiers import qualify
+from powertools_core.limits.store import naive_utc
+
+SWEEP: Final = """
+WITH dead_holds AS (
+    SELECT h.limit_name, h.partition_key, h.job_id
+    FROM {prefix}.powertools_limit_holds h
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {prefix}.oban_jobs j
+        WHERE j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt)
+    LIMIT %(limit)s
+    FOR UPDATE OF h SKIP LOCKED
+), gone_holds AS (
+    DELETE FROM {prefix}.powertools_limit_holds h
+    USING dead_holds d
+    WHERE h.limit_name = d.limit_name AND h.partition_key = d.partition_key
+      AND h.job_id = d.job_id
+    RETURNING 1
+), idle AS (
+    SELECT b.limit_name, b.partition_key
+    FROM {prefix}.powertools_rate_buckets b
+    WHERE (b.cooldown_until IS NULL OR b.cooldown_until <= %(now)s)
+      AND CASE WHEN b.kind = 'rate'
+               THEN b.refilled_at + b.span_us * interval '1 microsecond' <= %(now)s
+               ELSE NOT EXISTS (
+                   SELECT 1
+                   FROM {prefix}.powertools_limit_holds h
+                   JOIN {prefix}.oban_jobs j
+                     ON j.id = h.job_id AND j.state::text = 'executing'
+                    AND j.attempt = h.attempt
+                   WHERE h.limit_name = b.limit_name AND h.partition_key = b.partition_key)
+          END
+    LIMIT %(limit)s
+    FOR UPDATE OF b SKIP LOCKED
+), gone_buckets AS (
+    DELETE FROM {prefix}.powertools_rate_buckets b
+    USING idle i
+    WHERE b.limit_name = i.limit_name AND b.partition_key = i.partition_key
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone_holds), (SELECT count(*) FROM gone_buckets)
+"""
+
+
+class LimitsSweeper:
+    """``LeaderDuty``: forget dead concurrency holds and idle gates (bounded per run)."""
+
+    name = "limits.sweep"
+
+    def __init__(self, interval: float = 60.0, limit: int = 5000) -> None:
+        self.interval = interval
+        self.limit = limit
+
+    async def run_once(self, conn: psycopg.AsyncConnection[Any], prefix: str, now: datetime) -> int:
+        cur = await conn.execute(
+            qualify(SWEEP, prefix), {"now": naive_utc(now), "limit": self.limit}
+        )
+        row = await cur.fetchone()
+        return int(row[0]) + int(row[1]) if row else 0
