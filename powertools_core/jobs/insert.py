@@ -246,9 +246,17 @@ def default_prefix(prefix: str | None) -> str:
     return prefix if prefix is not None else _default_settings().prefix
 
 
+_URLS: dict[int, str] = {}
+
+
 def _default_target(prefix: str | None) -> _Default:
+    """Where conn-less enqueues go. The URL is resolved once per settings (for the embedded
+    server that means one "is it running" check per process, not one per enqueue)."""
     settings = _default_settings()
-    return _Default(url=resolve_url(settings), prefix=default_prefix(prefix))
+    url = _URLS.get(id(settings))
+    if url is None:
+        url = _URLS[id(settings)] = resolve_url(settings)
+    return _Default(url=url, prefix=default_prefix(prefix))
 
 
 def _pool(url: str) -> ConnectionPool[Any]:
@@ -297,9 +305,11 @@ def _sqlalchemy_sync(conn: Any) -> psycopg.Connection[Any] | None:
     """
     try:
         from sqlalchemy.engine import Connection as SAConnection
-        from sqlalchemy.orm import Session
+        from sqlalchemy.orm import Session, scoped_session
     except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
         return None
+    if isinstance(conn, scoped_session):
+        conn = conn()
     if isinstance(conn, Session):
         conn = conn.connection()
     if isinstance(conn, SAConnection):

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from powertools_core import InsertResult, Worker, insert_all
 from powertools_core.config import Settings
@@ -279,6 +279,14 @@ def test_sqlalchemy_session_rollback_and_commit(installed: Settings, database_ur
         with Session(engine) as session, session.begin():
             EnqMailer.enqueue({"to": "b"}, conn=session, prefix=installed.prefix)
         assert count_jobs(database_url, installed.prefix) == 1
+        scoped = scoped_session(sessionmaker(engine))
+        EnqMailer.enqueue({"to": "c"}, conn=scoped, prefix=installed.prefix)
+        scoped.rollback()
+        EnqMailer.enqueue({"to": "d"}, conn=scoped, prefix=installed.prefix)
+        scoped.commit()
+        scoped.remove()
+        assert count_jobs(database_url, installed.prefix) == 2
+        assert count_jobs(database_url, installed.prefix, "args->>'to' = 'c'") == 0
     finally:
         engine.dispose()
 
