@@ -3,6 +3,11 @@
 A worker is identified in ``oban_jobs.worker`` by its import path (``app.workers.SendEmail``).
 Defining a subclass registers it; ``load_app`` imports the modules named by ``--app`` so the
 runtime and the CLI know every worker; ``resolve`` accepts the path or an unambiguous bare name.
+
+Enqueueing starts here too: ``Worker.new`` validates args and options into a ``JobSpec`` without
+touching the database (so a bad call fails before any SQL), and ``enqueue``/``enqueue_async``
+hand it to ``powertools_core.jobs.insert``. The ``@worker`` decorator makes a plain function a
+registered worker with the same API.
 """
 
 from __future__ import annotations
