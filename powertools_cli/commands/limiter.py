@@ -303,8 +303,8 @@ def cooldown_command(
     _load_workers(out, settings)
 
     def call() -> CooldownResult:
-        from powertools_core.limits._durations import parse_duration
         from powertools_core.limits.cooldown import cooldown
+        from powertools_core.limits.declarations import parse_named_duration
         from powertools_core.limits.simulate import parse_time
 
         return cooldown(
@@ -312,7 +312,7 @@ def cooldown_command(
             name,
             partition=partition,
             until=parse_time(until, what="--until") if until is not None else None,
-            duration=parse_duration(duration, name="--for") if duration is not None else None,
+            duration=parse_named_duration(duration, "--for") if duration is not None else None,
             actor=actor,
             reason=reason,
         )

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal
 
+from powertools_core.durations import DURATION_HINT, format_duration, parse_duration
 from powertools_core.errors import InvalidInput
-from powertools_core.limits._durations import format_duration, parse_duration
 
 GLOBAL_PARTITION: Final = ""
 """The partition key of a global (unpartitioned) gate."""
@@ -255,11 +255,19 @@ class ConcurrencyLimit:
 Limit = RateLimit | ConcurrencyLimit
 
 
+def parse_named_duration(text: str, name: str) -> timedelta:
+    """``parse_duration`` whose error names the flag or field (``invalid --every '1x'``)."""
+    try:
+        return parse_duration(text)
+    except InvalidInput:
+        raise InvalidInput(f"invalid {name} {text!r}", hint=DURATION_HINT) from None
+
+
 def _as_span(value: object, what: str) -> timedelta:
     if isinstance(value, timedelta):
         span = value
     elif isinstance(value, str):
-        span = parse_duration(value, name=f"{what}: bucket_span")
+        span = parse_named_duration(value, f"{what}: bucket_span")
     elif isinstance(value, int | float) and not isinstance(value, bool):
         span = timedelta(seconds=value)
     else:

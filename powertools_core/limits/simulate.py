@@ -13,13 +13,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from powertools_core.durations import format_duration
 from powertools_core.errors import InvalidInput
-from powertools_core.limits._durations import format_duration, parse_duration
 from powertools_core.limits.declarations import (
     GLOBAL_PARTITION,
     ConcurrencyLimit,
     Gate,
     RateLimit,
+    parse_named_duration,
     resolve_partition,
     resolve_weight,
 )
@@ -163,8 +164,8 @@ def simulate(
     _positive(bucket_capacity, "--bucket-capacity")
     _positive(weight, "--weight")
     if bucket_span is not None:
-        parse_duration(bucket_span, name="--bucket-span")
-    step = parse_duration(every, name="--every") if every is not None else timedelta(0)
+        parse_named_duration(bucket_span, "--bucket-span")
+    step = parse_named_duration(every, "--every") if every is not None else timedelta(0)
     if partition is not None and partition == "":
         raise InvalidInput("--partition must not be empty")
     name = worker.name() if hasattr(worker, "name") else str(worker)
