@@ -156,11 +156,26 @@ class SaturationCache:
     def remember(self, prefix: str, gate: Gate, until: datetime, now: datetime) -> None:
         self.until[(prefix, gate.name, gate.partition)] = min(until, now + CACHE_MAX)
 
+    def next_opening(self, prefix: str, now: datetime) -> datetime | None:
+        """The soonest moment a remembered gate of ``prefix`` may admit again (None: none is
+        remembered). A producer whose whole batch was refused can sleep until then instead of
+        claiming the same jobs again at once."""
+        now = naive_utc(now)
+        times = [t for (p, _, _), t in self.until.items() if p == prefix and t > now]
+        return min(times) if times else None
+
     def clear(self) -> None:
         self.until.clear()
 
 
 CACHE: Final = SaturationCache()
+
+
+def next_opening(prefix: str, now: datetime | None = None) -> datetime | None:
+    """``CACHE.next_opening`` at ``now`` (default: the wall clock), as naive UTC."""
+    return CACHE.next_opening(prefix, now if now is not None else datetime.now(UTC))
+
+
 _SYNCED: set[tuple[str, str]] = set()
 
 

@@ -174,6 +174,8 @@ def test_a_saturated_gate_is_refused_from_the_cache_without_a_round_trip(
     admitted, refused = _admit(installed, jobs, T0, cache)
     assert len(admitted) == 3 and len(refused) == 1
     assert list(cache.until.values()) == [T0 + timedelta(microseconds=333_334)]
+    assert cache.next_opening(installed.prefix, T0) == T0 + timedelta(microseconds=333_334)
+    assert cache.next_opening("other_schema", T0) is None
     # Against a schema where admission would fail loudly, the cached refusal still answers.
     conn.execute(f'DROP FUNCTION "{installed.prefix}".powertools_limits_admit')
     more = _claim(conn, installed.prefix, API, {}, 1)
