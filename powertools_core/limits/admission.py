@@ -314,7 +314,6 @@ async def admit(
         return [], []
     wall = now if now is not None else datetime.now(UTC)
     wall_naive = naive_utc(wall)
-    await _sync_new(conn, prefix, jobs)
     pending: list[tuple[Job, Sequence[Demand]]] = []
     verdict: dict[int, bool] = {}
     memo: dict[str, tuple[tuple[Any, ...], list[Demand] | None]] = {}
@@ -329,7 +328,15 @@ async def admit(
             verdict[job.id] = False
             continue
         pending.append((job, demands))
-    refusals = await run_admission(conn, prefix, pending, now)
+    try:
+        if pending:
+            await _sync_new(conn, prefix, [j for j, _ in pending])
+        refusals = await run_admission(conn, prefix, pending, now)
+    except psycopg.Error as exc:
+        # Without a decision no limited job may run: refuse them (the runtime gives them back)
+        # and say why; unlimited jobs of the batch are unaffected.
+        log.error("limits: admission failed, %d limited job(s) refused: %s", len(pending), exc)
+        refusals = [Refusal(j.id, "admission_failed", "", "", None) for j, _ in pending]
     for (job, wanted), refusal in zip(pending, refusals, strict=True):
         verdict[job.id] = refusal is None
         if refusal is not None and cache is not None and refusal.retry_at is not None:

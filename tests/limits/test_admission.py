@@ -181,3 +181,14 @@ def test_a_saturated_gate_is_refused_from_the_cache_without_a_round_trip(
     more = _claim(conn, installed.prefix, API, {}, 1)
     admitted, refused = _admit(installed, more, T0 + timedelta(microseconds=1), cache)
     assert admitted == [] and [j.id for j in refused] == [more[0].id]
+
+
+def test_when_admission_fails_limited_jobs_are_refused_and_others_still_run(
+    installed: Settings, conn: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn.execute(f'DROP FUNCTION "{installed.prefix}".powertools_limits_admit')
+    limited = _claim(conn, installed.prefix, TENANT, {"tenant": "a", "cost": 1})
+    plain = _claim(conn, installed.prefix, PLAIN, {})
+    admitted, refused = _admit(installed, [*limited, *plain], T0)
+    assert admitted == plain and refused == limited
+    assert "admission failed" in caplog.text
