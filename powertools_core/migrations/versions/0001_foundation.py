@@ -89,7 +89,7 @@ def upgrade() -> None:
     )
 
     # Limits: configured limits (declared in code, synced at worker start; operator cooldowns
-    # live here), one lockable row per gate (limit × partition: a token bucket's exact level,
+    # live here), one lockable row per gate (limit and partition: a token bucket's exact level,
     # or the serialisation point of a concurrency counter), and the concurrency holds (which
     # job holds a slot; a hold counts only while its job is executing that attempt).
     op.create_table(
@@ -128,7 +128,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.Text(), nullable=False, server_default="rate"),
         sa.Column("capacity", sa.Integer(), nullable=False),
         sa.Column("span_us", sa.BigInteger(), nullable=False, server_default="0"),
-        # Token buckets: tokens × span_us, exact (integer ticks); concurrency gates: unused (0).
+        # Token buckets: tokens * span_us, exact (integer ticks); concurrency gates: unused (0).
         sa.Column("level", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column(
             "tokens",
