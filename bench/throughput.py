@@ -204,42 +204,48 @@ def main(argv: list[str] | None = None) -> int:
     common.print_rows("machine", common.machine())
     common.print_rows("database", common.postgres(url))
     print(f"event loop: {event_loop_name()} (POWERTOOLS_UVLOOP=0 forces asyncio)")
+    print(
+        f"load average at the start: {os.getloadavg()[0]:.2f} (other work on the box skews figures)"
+    )
     print(f"method: burn-down of {args.jobs:,} no-op jobs, median of {args.runs} runs", flush=True)
 
-    def median_of(fn: Any, *fn_args: Any) -> float:
-        return common.median([fn(*fn_args) for _ in range(args.runs)])
+    spreads: list[str] = []
 
-    bare = median_of(run_bare, url, schema, args.jobs)
-    print(f"  bare fetch+ack SQL loop (batch 100)      {bare:>9,.0f} jobs/s", flush=True)
-    best = 0.0
-    for conc in [int(c) for c in args.concurrency.split(",")]:
-        rate = median_of(run_in_process, url, schema, args.jobs, conc, NOOP)
-        best = max(best, rate)
+    def median_of(fn: Any, *fn_args: Any) -> float:
+        rates = [fn(*fn_args) for _ in range(args.runs)]
+        spreads.append(f"{min(rates):,.0f}-{max(rates):,.0f}")
+        return common.median(rates)
+
+    def line(label: str, rate: float) -> None:
         print(
-            f"  worker, 1 process, concurrency {conc:<4}     {rate:>9,.0f} jobs/s"
-            f"  ({rate / bare:.0%} of bare)",
+            f"  {label:<42}{rate:>9,.0f} jobs/s  ({rate / bare:.0%} of bare; runs {spreads[-1]})",
             flush=True,
         )
-    conc = max(int(c) for c in args.concurrency.split(","))
-    rate = median_of(run_in_process, url, schema, args.jobs, conc, NOOP_SYNC)
+
+    bare = median_of(run_bare, url, schema, args.jobs)
     print(
-        f"  worker, 1 process, sync perform, conc {conc:<4}{rate:>9,.0f} jobs/s"
-        f"  ({rate / bare:.0%} of bare)",
+        f"  {'bare fetch+ack SQL loop (batch 100)':<42}{bare:>9,.0f} jobs/s  (runs {spreads[-1]})",
         flush=True,
     )
+    best = 0.0
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    for conc in concurrencies:
+        rate = median_of(run_in_process, url, schema, args.jobs, conc, NOOP)
+        best = max(best, rate)
+        line(f"worker, 1 process, concurrency {conc}", rate)
+    conc = max(concurrencies)
+    rate = median_of(run_in_process, url, schema, args.jobs, conc, NOOP_SYNC)
+    line(f"worker, 1 process, sync perform, conc {conc}", rate)
     rate = median_of(run_processes, url, schema, args.jobs, conc, 2)
     best = max(best, rate)
-    print(
-        f"  worker run --processes 2, conc {conc:<4}     {rate:>9,.0f} jobs/s"
-        f"  ({rate / bare:.0%} of bare)",
-        flush=True,
-    )
+    line(f"worker run --processes 2, conc {conc}", rate)
     p50, p99, missed = run_latency(url, schema, args.latency_samples)
     print(
-        f"  enqueue -> start, idle queue              p50 {p50 * 1000:.2f} ms, "
+        f"  {'enqueue -> start, idle queue':<42}p50 {p50 * 1000:.2f} ms, "
         f"p99 {p99 * 1000:.2f} ms ({args.latency_samples - missed} samples)",
         flush=True,
     )
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         f"targets: >= 25,000 jobs/s (best here {best:,.0f}); >= 60% of bare "
         f"(best {best / bare:.0%}); p50 <= 5 ms ({p50 * 1000:.2f} ms)"
