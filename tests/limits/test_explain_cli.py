@@ -96,6 +96,13 @@ def test_explain_a_limit_partition_says_when_tokens_return(
     assert blocker["code"] == "limit_reached" and blocker["partition"] == "acme"
     # Two per minute: one token is back exactly 30 s after the bucket was emptied.
     assert blocker["retry_at"] == _iso(drained_at + timedelta(seconds=30))
+    stable = json.loads(json.dumps(data))
+    stable["now"] = "<now>"
+    stable["blockers"][0]["retry_at"] = "<retry_at>"
+    stable["blockers"][0]["details"]["tokens"] = "<tokens>"
+    stable["gates"][0]["tokens"] = "<tokens>"
+    stable["gates"][0]["refilled_at"] = "<refilled_at>"
+    assert stable == snapshot(name="json")
     other = _json(installed, "explain", "lim-tenant", "--partition", "other")
     assert other["status"] == "runnable" and other["gates"][0]["tokens"] == 2
 
@@ -108,7 +115,7 @@ def test_explain_a_limit_partition_says_when_tokens_return(
     assert "[limit_reached] not enough tokens in the bucket (retry at <retry_at>)" in text
     text = re.sub(r"\b\d+(\.\d+)?/2 tokens", "<tokens>/2 tokens", text)
     text = re.sub("─+", "───", re.sub(" {2,}", "  ", text))  # column widths follow the values
-    assert text == snapshot
+    assert text == snapshot(name="ansi")
 
 
 def test_explain_a_worker_adds_queue_blockers(
