@@ -8,26 +8,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from powertools_core import durations
 from powertools_core.errors import InvalidInput
 
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9_.:\-]{1,127}$")
 
 LogFormat = Literal["text", "json"]
 
 
 def parse_duration(text: str | float | int, *, name: str = "duration") -> float:
-    """Seconds from ``500ms``, ``30s``, ``10m``, ``2h``, ``7d`` or a bare number of seconds."""
+    """Seconds from ``500ms``, ``30s``, ``10m``, ``2h``, ``7d`` or a bare number of seconds
+    (the project's one duration syntax, :mod:`powertools_core.durations`)."""
     if isinstance(text, int | float):
         value = float(text)
     else:
-        match = _DURATION_RE.match(text)
-        if not match:
-            raise InvalidInput(
-                f"invalid {name} {text!r}", hint="write durations like 500ms, 30s, 10m, 2h or 7d"
-            )
-        value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        try:
+            value = durations.parse_duration(text).total_seconds()
+        except InvalidInput:
+            raise InvalidInput(f"invalid {name} {text!r}", hint=durations.DURATION_HINT) from None
     if value < 0:
         raise InvalidInput(f"invalid {name} {text!r}: must not be negative")
     return value

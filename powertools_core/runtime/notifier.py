@@ -16,15 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from powertools_core.db.identifiers import quote_ident, validate_prefix
+from powertools_core.jobs.notify import insert_channel
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
-
-try:  # the enqueue side owns the insert channel's name; fall back to the same formula
-    from powertools_core.jobs.notify import insert_channel
-except ImportError:  # pragma: no cover - only before jobs.notify exists
-
-    def insert_channel(prefix: str) -> str:
-        return f"powertools.{validate_prefix(prefix)}.insert"
-
 
 __all__ = ["Notifier", "insert_channel", "signal_channel"]
 
