@@ -355,12 +355,17 @@ def listener(installed: Settings, database_url: str) -> Iterator[psycopg.Connect
 def test_notify_is_sent_on_commit_with_the_queue(
     installed: Settings, database_url: str, listener: psycopg.Connection[Any]
 ) -> None:
-    with psycopg.connect(database_url) as conn:
+    with (
+        psycopg.connect(database_url) as conn,
+        psycopg.connect(database_url, autocommit=True) as other,
+    ):
         EnqMailer.enqueue({"to": "a"}, conn=conn, prefix=installed.prefix)
+        # Still open: a later commit elsewhere is delivered, ours is not (yet).
+        EnqPlain.enqueue({}, conn=other, prefix=installed.prefix, queue="sentinel")
+        assert collect_until(listener, "sentinel") == ["sentinel"]
         conn.commit()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        EnqPlain.enqueue({}, conn=conn, prefix=installed.prefix, queue="sentinel")
-    assert collect_until(listener, "sentinel") == ["mailers", "sentinel"]
+        EnqPlain.enqueue({}, conn=other, prefix=installed.prefix, queue="sentinel2")
+    assert collect_until(listener, "sentinel2") == ["mailers", "sentinel2"]
 
 
 def test_no_notify_on_rollback_nor_for_scheduled_jobs(
