@@ -22,6 +22,7 @@ import psycopg
 
 from powertools_core import telemetry
 from powertools_core.errors import PowertoolsError
+from powertools_core.jobs import notify as notify_module
 from powertools_core.jobs.model import Job
 from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
@@ -31,6 +32,8 @@ from powertools_core.runtime.threads import SyncRunner
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
 OPERATOR_CANCEL = "cancelled by an operator while executing"
+SENDER_WINDOW = notify_module.WINDOW_S
+"""The enqueue side sends at most one NOTIFY per queue per this many seconds."""
 ADMISSION_RETRY = 0.1
 """Seconds before re-fetching when admission refused the whole batch."""
 
@@ -110,6 +113,7 @@ class Producer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._notify_pending = False
+        self._followup_pending = False
         self._last_notify = 0.0
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(reconnect_max)
@@ -149,9 +153,17 @@ class Producer:
 
         The first notification after a quiet window wakes the producer at once (leading edge,
         so an idle queue starts a job within a round trip); more notifications inside the window
-        fold into one trailing wake-up.
+        fold into one trailing wake-up. Senders notify on the leading edge only (at most one
+        NOTIFY per queue per ``SENDER_WINDOW``), so every reaction is followed by one more fetch
+        after that window: a job inserted just after the first one, whose NOTIFY the sender
+        swallowed, still starts within the window instead of at the next poll.
         """
-        if self.stopping or self._notify_pending or self._demand() < self.min_demand:
+        if self.stopping:
+            return
+        if not self._followup_pending:
+            self._followup_pending = True
+            self._loop.call_later(SENDER_WINDOW + self.debounce, self._followup)
+        if self._notify_pending or self._demand() < self.min_demand:
             return
         now = self._loop.time()
         quiet_since = now - self._last_notify
@@ -166,6 +178,11 @@ class Producer:
         self._notify_pending = False
         self._last_notify = self._loop.time()
         self._wake.set()
+
+    def _followup(self) -> None:
+        self._followup_pending = False
+        if not self.stopping and self._demand() >= self.min_demand:
+            self._wake.set()
 
     def poke(self) -> None:
         self._wake.set()

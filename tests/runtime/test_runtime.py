@@ -59,7 +59,8 @@ def test_enqueue_in_a_transaction_wakes_the_worker_on_commit(
         producer = rt.runtime.producers["default"]  # type: ignore[union-attr]
         wait_for(lambda: producer.fetches >= 1 and not producer.fetching, message="first poll")
         with psycopg.connect(rt_settings.database_url) as tx:
-            # (another queue: the sender's debouncer would swallow the next NOTIFY otherwise)
+            # Another queue: the sender's debouncer counts the rolled-back NOTIFY and would
+            # swallow the next one on the same queue (reported to the enqueue side).
             rolled_back = Record.enqueue({"schema": s}, conn=tx, prefix=s, queue="elsewhere")
             tx.rollback()
             result = Record.enqueue({"schema": s}, conn=tx, prefix=s)
@@ -69,6 +70,26 @@ def test_enqueue_in_a_transaction_wakes_the_worker_on_commit(
     assert job_row(conn, s, result.id)["state"] == "completed"
     query = sql.SQL("SELECT count(*) FROM {}.oban_jobs WHERE id = %s").format(sql.Identifier(s))
     assert conn.execute(query, (rolled_back.id,)).fetchone() == (0,)
+
+
+def test_back_to_back_enqueues_start_without_waiting_for_the_poll(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    """The sender notifies once per queue per window; the listener's follow-up fetch covers
+    a job enqueued right after one that was already picked up."""
+    s = rt_settings.prefix
+    assert rt_settings.database_url
+    cfg = config_for(rt_settings, poll_interval=60.0, max_poll_interval=60.0, grace=0.2)
+    with running(cfg) as rt:
+        producer = rt.runtime.producers["default"]  # type: ignore[union-attr]
+        wait_for(lambda: producer.fetches >= 1 and not producer.fetching, message="first poll")
+        with psycopg.connect(rt_settings.database_url, autocommit=True) as tx:
+            # The first job keeps running, so no completion triggers a fetch either.
+            first = Record.enqueue({"schema": s, "sleep": 60}, conn=tx, prefix=s)
+            wait_for(lambda: runs(conn, s), timeout=15, message="first job started")
+            second = Record.enqueue({"schema": s}, conn=tx, prefix=s)
+        wait_for(lambda: len(runs(conn, s)) == 2, timeout=15, message="second job started")
+    assert [r[0] for r in runs(conn, s)] == [first.id, second.id]
 
 
 def test_cancel_signal_stops_an_executing_job(
