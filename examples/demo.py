@@ -9,7 +9,6 @@ demo works in its own schema (``powertools_demo``), recreated on every run.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -27,6 +26,7 @@ from examples import demo_app
 from powertools_core.config import load_settings
 from powertools_core.db.connection import resolve_url
 from powertools_core.db.urls import mask_url
+from powertools_core.jobs.insert import insert_all
 from powertools_core.workers import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,40 +74,11 @@ def the_jobs(rng: random.Random) -> list[tuple[type[Worker], dict[str, Any], flo
 
 
 def enqueue(url: str, jobs: list[tuple[type[Worker], dict[str, Any], float | None]]) -> str:
-    """Through the public API when it is there (Worker.new + insert_all), else plain SQL."""
-    new = getattr(Worker, "new", None)
-    try:
-        from powertools_core.jobs.insert import insert_all
-    except ImportError:
-        insert_all = None  # type: ignore[assignment]
-    if new is not None and insert_all is not None:
-        specs = [w.new(a, schedule_in=d) for w, a, d in jobs]  # type: ignore[attr-defined]
-        with psycopg.connect(url) as conn:
-            insert_all(specs, conn=conn, prefix=PREFIX)
-        return "Worker.new + insert_all (one transaction)"
-    insert = sql.SQL(
-        "INSERT INTO {}.oban_jobs (worker, queue, args, max_attempts, state, scheduled_at) "
-        "SELECT w, q, a::jsonb, m, CASE WHEN d IS NULL THEN 'available' ELSE 'scheduled' END"
-        "::{}.oban_job_state, timezone('UTC', now()) + make_interval(secs => coalesce(d, 0)) "
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::float8[]) "
-        "AS u(w, q, a, m, d)"
-    ).format(sql.Identifier(PREFIX), sql.Identifier(PREFIX))
+    """All of them in one transaction, the way an application would (validated first)."""
+    specs = [worker.new(args, schedule_in=delay) for worker, args, delay in jobs]
     with psycopg.connect(url) as conn:
-        conn.execute(
-            insert,
-            (
-                [w.name() for w, _, _ in jobs],
-                [w.queue for w, _, _ in jobs],
-                [json.dumps(w.validate_args(a).model_dump(mode="json")) for w, a, _ in jobs],
-                [w.max_attempts for w, _, _ in jobs],
-                [d for _, _, d in jobs],
-            ),
-        )
-        conn.execute(
-            "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) q",
-            (f"powertools.{PREFIX}.insert", sorted({w.queue for w, _, _ in jobs})),
-        )
-    return "one INSERT … unnest (Worker.new/insert_all not available in this build)"
+        insert_all(specs, conn=conn, prefix=PREFIX)
+    return "Worker.new + insert_all (one transaction)"
 
 
 def counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
