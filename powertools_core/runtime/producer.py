@@ -14,7 +14,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log, sleep_or
 from powertools_core.runtime.outcomes import Ack
+from powertools_core.runtime.release import Admission
 from powertools_core.runtime.threads import SyncRunner
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
@@ -80,7 +81,7 @@ class Producer:
         max_fetch: int = 500,
         debounce: float = 0.005,
         reconnect_max: float = 10.0,
-        admission: Callable[[Sequence[Job]], Awaitable[Sequence[Job]]] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.queue = queue
         self.limit = limit
@@ -225,8 +226,10 @@ class Producer:
                 if count:
                     interval = self.poll_interval
                 elif self.refused_last:
-                    # A limit is saturated: look again soon (its bucket may refill in ms).
-                    interval = min(self.poll_interval, ADMISSION_RETRY)
+                    # A limit is saturated: look again when it may admit (or soon).
+                    known = self.admission.retry_delay() if self.admission else None
+                    wait = ADMISSION_RETRY if known is None else max(0.005, known)
+                    interval = min(self.poll_interval, wait)
                 elif idle:
                     interval = min(self.max_poll_interval, interval * 2)
             await self._sleep(interval)

@@ -64,6 +64,7 @@ class Admission:
         self.fetch_slot = fetch_slot
         self.workers = workers
         self._admit: Any = None
+        self._opening: Any = None
         self._looked = False
         self.rejected = 0
 
@@ -75,7 +76,19 @@ class Admission:
             except ModuleNotFoundError:
                 module = None
             self._admit = getattr(module, "admit", None) if module is not None else None
+            self._opening = getattr(module, "next_opening", None) if module is not None else None
         return self._admit
+
+    def retry_delay(self) -> float | None:
+        """Seconds until a limit that refused jobs may admit again, when the limiter knows."""
+        if not callable(self._opening):
+            return None
+        at = self._opening(self.prefix)
+        if not isinstance(at, datetime):
+            return None
+        now = datetime.now(UTC).replace(tzinfo=None)
+        delay: float = (at.replace(tzinfo=None) - now).total_seconds()
+        return max(0.0, delay)
 
     def _limited(self, job: Job) -> bool:
         found = self.workers.get(job.worker)
