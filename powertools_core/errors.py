@@ -41,6 +41,12 @@ class DatabaseUnavailable(PowertoolsError):
     code = "database_unavailable"
 
 
+class DatabaseError(PowertoolsError):
+    """The server answered with an error the command could not recover from."""
+
+    code = "database_error"
+
+
 class PermissionDenied(PowertoolsError):
     code = "permission_denied"
 

@@ -11,6 +11,7 @@ from psycopg import errors as pg_errors
 
 from powertools_core.db.urls import check_url, mask_url
 from powertools_core.errors import (
+    DatabaseError,
     DatabaseUnavailable,
     PermissionDenied,
     PowertoolsError,
@@ -91,6 +92,14 @@ def _first_line(exc: BaseException) -> str:
     return lines[0]
 
 
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Client-side connection failures (no SQLSTATE), class 08, and server shutdowns."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
 def translate_error(exc: BaseException, url: str | None = None) -> PowertoolsError:
     """Map a driver exception to the error the user sees."""
     where = f" at {mask_url(url)}" if url else ""
@@ -106,19 +115,34 @@ def translate_error(exc: BaseException, url: str | None = None) -> PowertoolsErr
             f"powertools tables are missing{where}: {_first_line(exc)}",
             hint="run `powertools install` (with the same --prefix)",
         )
+    if isinstance(exc, pg_errors.InvalidSchemaName):
+        return SchemaNotInstalled(
+            f"schema does not exist{where}: {_first_line(exc)}",
+            hint="check --prefix, or run `powertools install --prefix ...` first",
+        )
     if isinstance(exc, pg_errors.InvalidCatalogName):
         return DatabaseUnavailable(
             f"database does not exist{where}",
             hint="create it (createdb) or fix the database name in the URL",
         )
-    if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return DatabaseError(
+            f"statement cancelled{where}: {_first_line(exc)}",
+            hint="it ran past statement_timeout or was cancelled by an operator",
+        )
+    if isinstance(exc, pg_errors.LockNotAvailable):
+        return DatabaseError(
+            f"could not take a lock in time{where}: {_first_line(exc)}",
+            hint="another session holds it; retry, or find it with `powertools doctor`",
+        )
+    if _is_connection_failure(exc):
         return DatabaseUnavailable(
             f"cannot reach the database{where}: {_first_line(exc)}",
             hint="check --database-url / POWERTOOLS_DATABASE_URL, or omit them to use the "
             "embedded server",
         )
     if isinstance(exc, psycopg.Error):
-        return DatabaseUnavailable(f"database error{where}: {_first_line(exc)}")
+        return DatabaseError(f"database error{where}: {_first_line(exc)}")
     return PowertoolsError(_first_line(exc))
 
 
