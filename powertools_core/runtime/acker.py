@@ -158,6 +158,10 @@ class Acker:
                 self._in_flight = ()
             self._backoff.reset()
             stale = len(batch) - len(committed) - requeued
+            if stale:
+                done = set(committed)
+                expected = sum(1 for a in batch if a.expected_stale and a.id not in done)
+                stale = max(0, stale - expected)
             self.acked += len(committed)
             self.stale += stale
             self.flushes += 1

@@ -32,6 +32,8 @@ class Ack:
     bump: int = 0
     error: str | None = None
     """The JSON text of the error entry to append, or None."""
+    expected_stale: bool = False
+    """An operator's cancel: the row is usually cancelled already, so no match is not stale."""
 
 
 def error_entry(attempt: int, text: str, at: datetime | None = None) -> str:
@@ -91,4 +93,11 @@ def failed(
 
 
 def cancelled_by_operator(job: Job, producer: str, reason: str) -> Ack:
-    return Ack(job.id, job.attempt, producer, "cancelled", error=error_entry(job.attempt, reason))
+    return Ack(
+        job.id,
+        job.attempt,
+        producer,
+        "cancelled",
+        error=error_entry(job.attempt, reason),
+        expected_stale=True,
+    )

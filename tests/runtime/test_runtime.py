@@ -97,16 +97,31 @@ def test_cancel_signal_stops_an_executing_job(
 ) -> None:
     s = rt_settings.prefix
     (job_id,) = seed(conn, s, "Record", args={"sleep": 60})
-    with running(config_for(rt_settings)):
-        wait_for(lambda: runs(conn, s), message="job running")
+    (ops_id,) = seed(conn, s, "Record", args={"sleep": 60})
+
+    def signal(job: int) -> None:
+        payload = json.dumps({"action": "cancel", "job_id": job})
+        conn.execute("SELECT pg_notify(%s, %s)", (signal_channel(s), payload))
+
+    with running(config_for(rt_settings)) as rt:
+        wait_for(lambda: len(runs(conn, s)) == 2, message="jobs running")
+        signal(job_id)
+        # What `powertools ops cancel` does: the row is cancelled first, then the signal.
         conn.execute(
-            "SELECT pg_notify(%s, %s)",
-            (signal_channel(s), json.dumps({"action": "cancel", "job_id": job_id})),
+            sql.SQL(
+                "UPDATE {}.oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = %s"
+            ).format(sql.Identifier(s)),
+            (ops_id,),
         )
-        wait_for(lambda: states(conn, s) == {"cancelled": 1}, message="cancelled")
+        signal(ops_id)
+        producer = rt.runtime.producers["default"]  # type: ignore[union-attr]
+        wait_for(lambda: not producer.running, message="both tasks stopped")
+        wait_for(lambda: states(conn, s) == {"cancelled": 2}, message="cancelled")
     row = job_row(conn, s, job_id)
     assert row["cancelled_at"] is not None
     assert "cancelled by an operator" in str(row["errors"][0])
+    assert job_row(conn, s, ops_id)["errors"] == []
+    assert rt.runtime is not None and rt.runtime.acker.stale == 0
 
 
 def _claim(conn: psycopg.Connection, schema: str, producer: str) -> Job:
