@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 
 from powertools_core import telemetry
+from powertools_core.config import Settings
 from powertools_core.runtime import queries
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log, sleep_or
 from powertools_core.runtime.duties import LeaderDuty
@@ -38,6 +39,9 @@ class DutyContext:
     url: str
     prefix: str
     node: str
+    settings: Settings | None = None
+    """The resolved settings of ``worker run`` (config file sections such as ``archive``);
+    None when the runtime was started without them."""
 
 
 DutyProvider = Callable[[DutyContext], Iterable[LeaderDuty]]
@@ -57,6 +61,11 @@ def register_duty_provider(provider: DutyProvider) -> DutyProvider:
     if provider not in _providers:
         _providers.append(provider)
     return provider
+
+
+def unregister_duty_provider(provider: DutyProvider) -> None:
+    if provider in _providers:
+        _providers.remove(provider)
 
 
 def discover_duties(ctx: DutyContext) -> list[LeaderDuty]:

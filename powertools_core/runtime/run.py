@@ -115,7 +115,7 @@ def run_worker(settings: Settings, config: RuntimeConfig, *, processes: int = 1)
     if processes < 1:
         raise InvalidInput("--processes must be at least 1")
     if processes == 1:
-        stats = run_loop(_serve(config, None))
+        stats = run_loop(_serve(config, None, settings))
     else:
         stats = _run_children(settings, config, processes)
     return _result(config, stats, processes)
@@ -150,9 +150,12 @@ def _result(config: RuntimeConfig, stats: dict[str, Any], processes: int) -> Wor
 
 
 async def _serve(
-    config: RuntimeConfig, ready: Any, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+    config: RuntimeConfig,
+    ready: Any,
+    settings: Settings | None,
+    signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
 ) -> dict[str, Any]:
-    runtime = Runtime(config)
+    runtime = Runtime(config, settings=settings)
 
     def started() -> None:
         if ready is not None:
@@ -176,13 +179,13 @@ def _note_term(signum: int, frame: Any) -> None:
     _early_term = True
 
 
-def _child_main(config_dict: dict[str, Any], app: list[str], ready: Any, out: Any) -> None:
+def _child_main(config_dict: dict[str, Any], settings: Settings, ready: Any, out: Any) -> None:
     signal.signal(signal.SIGTERM, _note_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    load_app(app)
+    load_app(settings.app)
     config = RuntimeConfig(**config_dict)
     setup_logging(config.log_format, config.log_level)
-    stats = run_loop(_serve(config, ready, (signal.SIGTERM,)))
+    stats = run_loop(_serve(config, ready, settings, (signal.SIGTERM,)))
     out.put(stats)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -197,7 +200,7 @@ def _run_children(settings: Settings, config: RuntimeConfig, processes: int) -> 
     children = [
         ctx.Process(
             target=_child_main,
-            args=(asdict(child_config), list(settings.app), readies[i], out),
+            args=(asdict(child_config), settings, readies[i], out),
             name=f"powertools-worker-{i + 1}",
         )
         for i in range(processes)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from powertools_core.config import Settings
 from powertools_core.jobs.model import Job
 from powertools_core.runtime import queries
 from powertools_core.runtime.acker import Acker
@@ -71,8 +72,10 @@ class Runtime:
         *,
         duties: Sequence[LeaderDuty] = (),
         discover: bool = True,
+        settings: Settings | None = None,
     ) -> None:
         self.config = config
+        self.settings = settings
         self.extra_duties = list(duties)
         self.discover = discover
         self.producers: dict[str, Producer] = {}
@@ -182,7 +185,8 @@ class Runtime:
             *self.extra_duties,
         ]
         if self.discover:
-            duties.extend(discover_duties(DutyContext(cfg.url, cfg.prefix, cfg.node)))
+            context = DutyContext(cfg.url, cfg.prefix, cfg.node, self.settings)
+            duties.extend(discover_duties(context))
         return duties
 
     async def stop(self, grace: float | None = None) -> None:

@@ -17,6 +17,11 @@ from powertools_core.config import Settings
 from powertools_core.jobs.model import JOB_COLUMNS, Job
 from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
+from powertools_core.runtime.leader import (
+    DutyContext,
+    register_duty_provider,
+    unregister_duty_provider,
+)
 from powertools_core.runtime.maintenance import Lifeline
 from powertools_core.runtime.notifier import signal_channel
 from powertools_core.runtime.release import release
@@ -247,6 +252,38 @@ def test_one_leader_per_prefix_and_extra_duties_run(
         leaders = [r.runtime.leader.is_leader for r in (a, b)]  # type: ignore[union-attr]
         assert sorted(leaders) == [False, True]
     assert set(calls) == {rt_settings.prefix}
+
+
+def test_registered_duty_providers_get_the_settings(
+    rt_settings: Settings, conn: psycopg.Connection
+) -> None:
+    seen: list[DutyContext] = []
+    ran: list[str] = []
+
+    class Probe:
+        name = "provided"
+        interval = 0.05
+
+        async def run_once(self, aconn: Any, prefix: str, now: datetime) -> int:
+            ran.append(prefix)
+            return 0
+
+    def provider(ctx: DutyContext) -> list[Probe]:
+        seen.append(ctx)
+        return [Probe()]
+
+    def broken(ctx: DutyContext) -> list[Probe]:
+        raise RuntimeError("provider bug")
+
+    register_duty_provider(provider)
+    register_duty_provider(broken)
+    try:
+        with running(config_for(rt_settings), settings=rt_settings):
+            wait_for(lambda: ran, message="the provided duty runs")
+    finally:
+        unregister_duty_provider(provider)
+        unregister_duty_provider(broken)
+    assert seen[0].settings is rt_settings and seen[0].prefix == rt_settings.prefix
 
 
 def test_telemetry_events_and_a_failing_handler(
