@@ -4,6 +4,7 @@ The public API is importable from here (a facade, like Oban's top-level module).
 """
 
 from powertools_core.config import Settings, load_settings
+from powertools_core.cron.entry import Cron
 from powertools_core.errors import PowertoolsError
 from powertools_core.jobs.insert import insert_all, insert_all_async
 from powertools_core.jobs.model import Job
@@ -16,6 +17,7 @@ __all__ = [
     "BulkInsertResult",
     "Cancel",
     "ConcurrencyLimit",
+    "Cron",
     "Discard",
     "InsertResult",
     "Job",

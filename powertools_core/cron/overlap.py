@@ -17,7 +17,8 @@ any                no               ``enqueued``: insert the job
                                     (a running one is told to stop), insert the job
 =================  ===============  ================================================
 
-A fire the scheduler did not make (down too long, catch-up policy) is recorded ``missed``.
+A fire the scheduler did not make (down too long, catch-up policy) is recorded ``missed``; a
+fire whose job could not be built (args no longer valid for the worker) is recorded ``failed``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Decision(StrEnum):
     queued = "queued"
     cancelled_previous = "cancelled_previous"
     missed = "missed"
+    failed = "failed"
+    """The job could not be built (e.g. stored args no longer valid); ``details`` say why."""
 
 
 INSERTS_JOB: Final = frozenset(

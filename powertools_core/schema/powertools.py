@@ -18,6 +18,9 @@ TABLES: Final = (
     "powertools_archive_runs",
     "powertools_job_archive",
     "powertools_audit_archive",
+    "powertools_cron_entries",
+    "powertools_cron_slots",
+    "powertools_cron_coverage",
 )
 
 # Indexes powertools owns on Oban's table (always named powertools_*).

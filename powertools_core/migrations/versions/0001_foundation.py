@@ -289,6 +289,51 @@ def upgrade() -> None:
         "powertools_audit_archive_at_index", "powertools_audit_archive", ["at"], schema=s
     )
 
+    # Cron: entries (code-managed or runtime), one slot per entry and fire time (the claim that
+    # makes a fire happen at most once), and the minutes a scheduler was alive (coverage).
+    op.create_table(
+        "powertools_cron_entries",
+        sa.Column("name", sa.Text(), primary_key=True),
+        sa.Column("expression", sa.Text(), nullable=False),
+        sa.Column("timezone", sa.Text(), nullable=False),
+        sa.Column("worker", sa.Text(), nullable=False),
+        jsonb("args"),
+        sa.Column("queue", sa.Text(), nullable=True),
+        sa.Column("overlap", sa.Text(), nullable=False),
+        sa.Column("catch_up", sa.Text(), nullable=False),
+        sa.Column("max_catch_up", sa.Integer(), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        ts("paused_at"),
+        sa.Column("paused_by", sa.Text(), nullable=True),
+        ts("planned_until"),
+        ts("inserted_at", nullable=False, default_now=True),
+        ts("updated_at", nullable=False, default_now=True),
+        sa.CheckConstraint("source IN ('code', 'runtime')", name="powertools_cron_source"),
+        schema=s,
+    )
+    op.create_table(
+        "powertools_cron_slots",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True),
+        sa.Column("entry_name", sa.Text(), nullable=False),
+        ts("slot_at", nullable=False),
+        ts("claimed_at", nullable=False, default_now=True),
+        sa.Column("decision", sa.Text(), nullable=False),
+        sa.Column("job_id", sa.BigInteger(), nullable=True),
+        sa.Column("manual", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("node", sa.Text(), nullable=True),
+        jsonb("details"),
+        sa.UniqueConstraint("entry_name", "slot_at", name="powertools_cron_slots_entry_slot"),
+        schema=s,
+    )
+    op.create_table(
+        "powertools_cron_coverage",
+        ts("minute", nullable=False),
+        sa.Column("node", sa.Text(), nullable=True),
+        ts("seen_at", nullable=False, default_now=True),
+        sa.PrimaryKeyConstraint("minute", name="powertools_cron_coverage_pkey"),
+        schema=s,
+    )
+
     # Indexes powertools needs on Oban's table: the hot fetch and the stager.
     op.execute(
         q(
@@ -318,6 +363,9 @@ def downgrade() -> None:
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_staging_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_fetch_index"))
     for table in (
+        "powertools_cron_coverage",
+        "powertools_cron_slots",
+        "powertools_cron_entries",
         "powertools_audit_archive",
         "powertools_job_archive",
         "powertools_archive_runs",
