@@ -61,6 +61,7 @@ class InstallResult(CommandResult):
     applied: list[str] = Field(description="revisions applied (or that would be, in a dry run)")
     up_to_date: bool = Field(description="true when nothing needed doing")
     warnings: list[str] = Field(default=[], description="each one makes the exit status 1")
+    notes: list[str] = Field(default=[], description="informational; do not change the exit status")
     sql: str | None = Field(default=None, description="the SQL script (dry run only)")
 
     def exit_status(self) -> int:
@@ -134,14 +135,29 @@ def migration_status(conn: Connection, prefix: str) -> MigrationStatus:
     return MigrationStatus(current=current, head=head, pending=pending, unknown=not known)
 
 
-def _inspect(conn: Connection, prefix: str) -> tuple[bool, bool, int | None, list[str]]:
-    """(schema exists, oban_jobs exists, Oban version, missing Oban side tables)."""
+def _has_v14_shape(conn: Connection, prefix: str) -> bool:
+    """Whether an existing oban_jobs has every v14 column and the v14 ``suspended`` state.
+
+    oban-py creates the v14 shape without Oban's version comment; this tells such a table apart
+    from an old or foreign one.
+    """
+    row = conn.exec_driver_sql(oban.SELECT_V14_SHAPE, {"schema": prefix}).first()
+    if row is None:
+        return False
+    columns, states = set(row[0] or ()), set(row[1] or ())
+    return set(oban.OBAN_JOBS_COLUMNS) <= columns and set(oban.JOB_STATES) <= states
+
+
+def _inspect(conn: Connection, prefix: str) -> tuple[bool, bool, int | None, list[str], bool]:
+    """(schema exists, oban_jobs exists, Oban version, missing side tables, v14 shape)."""
     row = conn.exec_driver_sql(oban.SELECT_OBAN_VERSION, {"schema": prefix}).first()
     if row is None:
-        return False, False, None, []
+        return False, False, None, [], False
     present, comment = bool(row[0]), row[1]
     missing: list[str] = []
+    shape = False
     if present:
+        shape = _has_v14_shape(conn, prefix)
         names = ["oban_peers", "oban_producers"]
         found = {
             r[0]
@@ -150,7 +166,7 @@ def _inspect(conn: Connection, prefix: str) -> tuple[bool, bool, int | None, lis
             )
         }
         missing = [n for n in names if n not in found]
-    return True, present, oban.parse_version(comment), missing
+    return True, present, oban.parse_version(comment), missing, shape
 
 
 def _oban_ddl(prefix: str, schema_exists: bool) -> list[str]:
@@ -158,6 +174,16 @@ def _oban_ddl(prefix: str, schema_exists: bool) -> list[str]:
     if schema_exists:
         stmts = [s for s in stmts if not s.startswith("CREATE SCHEMA")]
     return [qualify(s, prefix) for s in stmts]
+
+
+def _version_findings(version: int | None, v14_shape: bool) -> tuple[list[str], list[str]]:
+    """(warnings, notes) about an existing oban_jobs' version."""
+    if version is None and v14_shape:
+        return [], [
+            "oban_jobs has no Oban version comment (oban-py does not write one); its columns "
+            "and states match Oban v14"
+        ]
+    return _version_warnings(version), []
 
 
 def _version_warnings(version: int | None) -> list[str]:
@@ -183,10 +209,11 @@ def install(settings: Settings, *, dry_run: bool = False) -> InstallResult:
             return _dry_run(conn, url, prefix)
         with conn.begin():
             conn.exec_driver_sql(LOCK_SQL, (lock_key(prefix),))
-            schema_exists, oban_present, version, missing = _inspect(conn, prefix)
+            schema_exists, oban_present, version, missing, shape = _inspect(conn, prefix)
+            notes: list[str] = []
             if oban_present:
                 action: Literal["created", "found"] = "found"
-                warnings = _version_warnings(version)
+                warnings, notes = _version_findings(version, shape)
             else:
                 for stmt in _oban_ddl(prefix, schema_exists):
                     conn.exec_driver_sql(stmt)
@@ -206,13 +233,14 @@ def install(settings: Settings, *, dry_run: bool = False) -> InstallResult:
         applied=applied,
         up_to_date=not applied and action == "found",
         warnings=warnings,
+        notes=notes,
     )
 
 
 def _dry_run(conn: Connection, url: str, prefix: str) -> InstallResult:
     with conn.begin():
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        schema_exists, oban_present, version, missing = _inspect(conn, prefix)
+        schema_exists, oban_present, version, missing, shape = _inspect(conn, prefix)
         before = current_revision(conn, prefix) if schema_exists else None
     parts: list[str] = []
     if not oban_present:
@@ -240,6 +268,7 @@ def _dry_run(conn: Connection, url: str, prefix: str) -> InstallResult:
         revision_after=before,
         applied=applied,
         up_to_date=oban_present and not applied,
-        warnings=_version_warnings(version) if oban_present else [],
+        warnings=_version_findings(version, shape)[0] if oban_present else [],
+        notes=_version_findings(version, shape)[1] if oban_present else [],
         sql="\n\n".join(parts),
     )

@@ -50,3 +50,5 @@ def _install(result: InstallResult, console: Console) -> None:
         console.print("installed", style="green")
     for w in result.warnings:
         console.print(f"warning: {w}", style="yellow", markup=False)
+    for n in result.notes:
+        console.print(f"note: {n}", style="dim", markup=False)

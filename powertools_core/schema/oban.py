@@ -130,6 +130,21 @@ LEFT JOIN pg_catalog.pg_class c
 WHERE n.nspname = %(schema)s
 """
 
+# The columns of oban_jobs and the labels of its state enum, to recognise the v14 shape.
+SELECT_V14_SHAPE: Final = """
+SELECT
+  (SELECT array_agg(a.attname::text)
+     FROM pg_catalog.pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT array_agg(e.enumlabel::text)
+     FROM pg_catalog.pg_attribute a
+     JOIN pg_catalog.pg_enum e ON e.enumtypid = a.atttypid
+    WHERE a.attrelid = c.oid AND a.attname = 'state')
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = 'oban_jobs'
+"""
+
 SELECT_TABLES_PRESENT: Final = """
 SELECT c.relname
 FROM pg_catalog.pg_class c

@@ -331,3 +331,42 @@ def test_schema_from_a_newer_powertools_is_refused_clearly(
         assert "f00dfeed" in caught.value.one_line()
         assert "upgrade powertools" in caught.value.one_line()
     assert snapshot(database_url, installed.prefix, include_ours=True) == before
+
+
+def _drop_version_comment(database_url: str, schema: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(
+            sql.SQL("COMMENT ON TABLE {} IS NULL").format(sql.Identifier(schema, "oban_jobs"))
+        )
+
+
+def test_oban_py_table_without_version_comment_is_accepted_with_a_note(
+    database_url: str, schema: str, settings: Settings
+) -> None:
+    """oban-py builds the v14 shape but writes no version comment: that is not a warning."""
+    migrate_like_oban(database_url, schema)
+    _drop_version_comment(database_url, schema)
+    before = snapshot(database_url, schema)
+
+    result = install(settings)
+
+    assert result.oban.action == "found"
+    assert result.oban.version is None
+    assert result.warnings == []
+    assert len(result.notes) == 1 and "v14" in result.notes[0]
+    assert result.exit_status() == 0
+    assert snapshot(database_url, schema) == before
+
+
+def test_old_table_without_version_comment_is_still_a_warning(
+    database_url: str, schema: str, settings: Settings
+) -> None:
+    """Before v14 there is no ``suspended`` state: without a comment that must not pass."""
+    migrate_like_oban(database_url, schema, version=12)
+    _drop_version_comment(database_url, schema)
+
+    result = install(settings)
+
+    assert result.notes == []
+    assert len(result.warnings) == 1 and "no Oban version comment" in result.warnings[0]
+    assert result.exit_status() == 1
