@@ -8,7 +8,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import audit, db, doctor, install, limiter, ops, worker
+from powertools_cli.commands import audit, cron, db, doctor, install, limiter, ops, worker
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(ops.app, name="ops")
 app.add_typer(audit.app, name="audit")
 app.add_typer(limiter.app, name="limiter")
+app.add_typer(cron.app, name="cron")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from powertools_cli.render import ansi
 from powertools_cli.render import audit as _audit  # noqa: F401
+from powertools_cli.render import cron as _cron  # noqa: F401
 from powertools_cli.render import db as _db  # noqa: F401  (registers renderers)
 from powertools_cli.render import doctor as _doctor  # noqa: F401
 from powertools_cli.render import install as _install  # noqa: F401

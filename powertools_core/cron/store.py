@@ -297,7 +297,7 @@ class ClaimOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _config_params(config: EntryConfig) -> dict[str, Any]:
+def config_params(config: EntryConfig) -> dict[str, Any]:
     return {
         "name": config.name,
         "expression": config.schedule.expression,
@@ -383,7 +383,7 @@ async def sync_code_entries(
         for config in configs:
             cur = await conn.execute(
                 qualify(SYNC_CODE_ENTRY, prefix),
-                {**_config_params(config), "now": now, "undeclared": UNDECLARED},
+                {**config_params(config), "now": now, "undeclared": UNDECLARED},
             )
             changed += cur.rowcount
         cur = await conn.execute(
