@@ -137,6 +137,21 @@ def oban_migration_version(ctx: CheckContext) -> list[Problem]:
                 table,
             )
         ]
+    if (
+        inv.oban_version is None
+        and inv.oban_comment is None
+        and set(oban.JOB_STATES) <= set(inv.states)
+    ):
+        # oban-py builds the v14 shape (with ``suspended``) but writes no version comment.
+        return [
+            Problem(
+                "warning",
+                f"{table} has no Oban version comment but its states match v14 (as oban-py "
+                "leaves it); doctor cannot tell its exact version",
+                f"COMMENT ON TABLE {ctx.sql_name('oban_jobs')} IS '{expected}';",
+                table,
+            )
+        ]
     if inv.oban_version is None:
         shown = "no comment" if inv.oban_comment is None else f"comment {inv.oban_comment!r}"
         return [

@@ -11,6 +11,7 @@ from powertools_core.doctor import CHECK_IDS
 from powertools_core.schema import oban
 from powertools_core.schema.powertools import OBAN_JOBS_INDEXES, TABLES
 from tests.doctor.conftest import add_job, of, q, run, status
+from tests.support.oban_migrations import migrate_like_oban
 
 EXPECTED_INDEXES = [*oban.OBAN_INDEXES, *OBAN_JOBS_INDEXES]
 
@@ -114,11 +115,27 @@ def test_oban_version_comment(
     assert (promoted.severity, strict.exit_code) == ("error", strict_exit)
 
 
-def test_a_missing_version_comment_is_an_error(
+def test_a_missing_comment_on_a_v14_shaped_table_is_a_warning(
     installed: Settings, conn: psycopg.Connection
 ) -> None:
+    """oban-py leaves the v14 shape without a comment: a warning (an error under --strict)."""
     q(conn, "COMMENT ON TABLE {s}.oban_jobs IS NULL", installed.prefix)
     result = run(installed)
+    [finding] = of(result, "oban_migration_version")
+    assert finding.severity == "warning" and "no Oban version comment" in finding.message
+    assert finding.remediation.endswith("IS '14';")
+    assert result.oban_version_db is None and result.exit_code == 1
+    strict = run(installed, strict=True)
+    assert strict.exit_code == 2
+
+
+def test_a_missing_comment_on_an_older_table_is_an_error(
+    settings: Settings, database_url: str, conn: psycopg.Connection
+) -> None:
+    """Without ``suspended`` the table predates v14: an unknown version is an error."""
+    migrate_like_oban(database_url, settings.prefix, version=12)
+    q(conn, "COMMENT ON TABLE {s}.oban_jobs IS NULL", settings.prefix)
+    result = run(settings)
     [finding] = of(result, "oban_migration_version")
     assert finding.severity == "error" and "version is unknown" in finding.message
     assert result.oban_version_db is None and result.exit_code == 2
