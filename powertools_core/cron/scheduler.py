@@ -57,9 +57,12 @@ class CronScheduler:
         *,
         interval: float = 1.0,
         entries: Callable[[], Sequence[EntryConfig]] | None = None,
+        clock: Callable[[datetime], datetime] | None = None,
     ) -> None:
         self.node = node
         self.interval = interval
+        self.clock = clock
+        """Maps the leader's ``now`` to the scheduler's (a test hook; see ``cron.duty``)."""
         self._entries = entries or (lambda: list(declared().values()))
         self._synced = False
         self.last: PassReport | None = None
@@ -71,7 +74,7 @@ class CronScheduler:
     async def run_pass(
         self, conn: psycopg.AsyncConnection[Any], prefix: str, now: datetime
     ) -> PassReport:
-        at = naive_utc(now)
+        at = naive_utc(self.clock(now) if self.clock is not None else now)
         report = PassReport()
         if not self._synced:
             await store.sync_code_entries(conn, prefix, list(self._entries()), at)
