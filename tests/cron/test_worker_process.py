@@ -47,7 +47,7 @@ def start(settings: Settings, node: str, clock: str) -> subprocess.Popen[str]:
         "--app",
         "tests.cron.app_e2e",
         "--queues",
-        "cron_e2e=5",
+        "cron_e2e=5,cron_gated=5",
         "--node",
         node,
         "--election-interval",
@@ -72,19 +72,19 @@ def finish(proc: subprocess.Popen[str], sig: int) -> str:
     return err
 
 
-def slot_rows(conn: psycopg.Connection, s: str) -> list[tuple[Any, ...]]:
+def slot_rows(conn: psycopg.Connection, s: str, name: str = NAME) -> list[tuple[Any, ...]]:
     return conn.execute(
         f'SELECT slot_at, decision, job_id, claimed_at FROM "{s}".powertools_cron_slots '
         "WHERE entry_name = %s ORDER BY slot_at",
-        (NAME,),
+        (name,),
     ).fetchall()
 
 
-def job_rows(conn: psycopg.Connection, s: str) -> list[tuple[Any, ...]]:
+def job_rows(conn: psycopg.Connection, s: str, name: str = NAME) -> list[tuple[Any, ...]]:
     return conn.execute(
-        f"SELECT id, state::text, meta ->> 'cron_slot_at' FROM \"{s}\".oban_jobs "
-        "WHERE meta ->> 'cron_name' = %s ORDER BY id",
-        (NAME,),
+        "SELECT id, state::text, meta ->> 'cron_slot_at', attempted_at, completed_at "
+        f"FROM \"{s}\".oban_jobs WHERE meta ->> 'cron_name' = %s ORDER BY id",
+        (name,),
     ).fetchall()
 
 
@@ -139,3 +139,36 @@ def test_two_workers_fire_each_minute_once_and_a_restart_catches_up(
     assert len(late_made) == 3 and missed
     assert max(m[0] for m in missed) < min(r[0] for r in late_made)  # the newest are made
     one_job_per_made_slot(conn, s)
+
+
+def test_queue_one_follow_up_really_runs_when_the_active_job_finishes(
+    installed: Settings, conn: psycopg.Connection, database_url: str
+) -> None:
+    from tests.cron.app_e2e import GATE_KEY
+
+    s = installed.prefix
+    gated = "e2e-gated"
+    with psycopg.connect(database_url, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE_KEY,))
+        worker = start(installed, "cron-gated", f"{time.time():.3f}:20")
+        try:
+
+            def waiting() -> bool:
+                decisions = [r[1] for r in slot_rows(conn, s, gated)]
+                return "queued" in decisions and decisions[-1] == "skipped"
+
+            wait_for(waiting, timeout=60, message="a queued follow-up, then a skip")
+            states = [j[1] for j in job_rows(conn, s, gated)]
+            assert states == ["executing", "suspended"]  # one follow-up, waiting
+            gate.execute("SELECT pg_advisory_unlock(%s)", (GATE_KEY,))
+            wait_for(
+                lambda: [j[1] for j in job_rows(conn, s, gated)][:2] == ["completed"] * 2,
+                timeout=30,
+                message="the first job and its follow-up completed",
+            )
+        finally:
+            finish(worker, signal.SIGTERM)
+    first, follow_up = job_rows(conn, s, gated)[:2]
+    queued = [r for r in slot_rows(conn, s, gated) if r[1] == "queued"]
+    assert queued[0][2] == follow_up[0]
+    assert follow_up[3] >= first[4]  # it started only after the active one finished
