@@ -81,7 +81,7 @@ class CronScheduler:
             self._synced = True
         await store.record_coverage(conn, prefix, at, self.node)
         report.promoted = await store.promote_follow_ups(conn, prefix)
-        entries = await store.list_entries(conn, prefix)
+        entries = await store.list_entries(conn, prefix, skip_invalid=True)
         for entry in entries:
             if entry.paused:
                 continue

@@ -12,6 +12,7 @@ transactions; operator actions write their audit event in the same transaction a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,6 +35,8 @@ from powertools_core.cron.slots import CatchUp
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import PowertoolsError
 from powertools_core.jobs.spec import JobSpec
+
+log = logging.getLogger("powertools.cron")
 
 UNDECLARED: Final = "system:undeclared"
 """``paused_by`` of a code entry the leader's app no longer declares (kept for its history)."""
@@ -351,9 +354,21 @@ async def record_audit(
 # Reading --------------------------------------------------------------------------------------
 
 
-async def list_entries(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[EntryRow]:
+async def list_entries(
+    conn: psycopg.AsyncConnection[Any], prefix: str, *, skip_invalid: bool = False
+) -> list[EntryRow]:
+    """Every entry by name. A row that no longer parses (e.g. its zone left tzdata) raises,
+    or with ``skip_invalid`` is logged and left out (the scheduler keeps the others firing)."""
     cur = await conn.execute(qualify(SELECT_ENTRIES, prefix))
-    return [EntryRow.from_row(r) for r in await cur.fetchall()]
+    out = []
+    for row in await cur.fetchall():
+        try:
+            out.append(EntryRow.from_row(row))
+        except (PowertoolsError, ValueError) as exc:
+            if not skip_invalid:
+                raise
+            log.warning("cron: entry %s is not valid any more and is skipped: %s", row[0], exc)
+    return out
 
 
 async def get_entry(
@@ -377,6 +392,8 @@ async def sync_code_entries(
 
     Returns (entries inserted or changed, names retired). Retired entries are paused with
     ``paused_by`` = ``system:undeclared`` so their history stays; declaring them again resumes.
+    An app that declares no entries at all retires nothing: that is a worker pool started
+    without the modules that declare cron (a partial ``--app``), not a decision to stop them.
     """
     changed = 0
     async with conn.transaction():
@@ -386,11 +403,13 @@ async def sync_code_entries(
                 {**config_params(config), "now": now, "undeclared": UNDECLARED},
             )
             changed += cur.rowcount
-        cur = await conn.execute(
-            qualify(RETIRE_UNDECLARED, prefix),
-            {"now": now, "undeclared": UNDECLARED, "names": [c.name for c in configs]},
-        )
-        retired = [r[0] for r in await cur.fetchall()]
+        retired: list[str] = []
+        if configs:
+            cur = await conn.execute(
+                qualify(RETIRE_UNDECLARED, prefix),
+                {"now": now, "undeclared": UNDECLARED, "names": [c.name for c in configs]},
+            )
+            retired = [r[0] for r in await cur.fetchall()]
         if changed or retired:
             await record_audit(
                 conn,

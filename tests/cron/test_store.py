@@ -233,3 +233,15 @@ def test_code_entries_sync_update_and_retire(installed: Settings, conn: psycopg.
         f'SELECT paused_at FROM "{s}".powertools_cron_entries WHERE name = %s', ("b",)
     ).fetchone()
     assert paused == (None,)
+
+
+def test_an_app_declaring_no_cron_retires_nothing(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    pass_at(installed, scheduler(tick("kept")), T0)
+    pass_at(installed, scheduler(), T0 + timedelta(seconds=1))  # a leader without cron modules
+    row = conn.execute(
+        f'SELECT paused_at FROM "{s}".powertools_cron_entries WHERE name = %s', ("kept",)
+    ).fetchone()
+    assert row == (None,)
