@@ -245,3 +245,19 @@ def test_an_app_declaring_no_cron_retires_nothing(
         f'SELECT paused_at FROM "{s}".powertools_cron_entries WHERE name = %s', ("kept",)
     ).fetchone()
     assert row == (None,)
+
+
+def test_an_entry_that_no_longer_parses_does_not_stop_the_others(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    sched = scheduler(tick("good"))
+    pass_at(installed, sched, T0)
+    conn.execute(
+        f'INSERT INTO "{s}".powertools_cron_entries (name, expression, timezone, worker, '
+        "overlap, catch_up, max_catch_up, source, planned_until) "
+        "VALUES ('bad', '* * * * *', 'Gone/Zone', 'x.Y', 'skip', 'latest', 1, 'runtime', %s)",
+        (T0,),
+    )
+    report = pass_at(installed, sched, T0 + timedelta(minutes=1))
+    assert [c.entry for c in report.claimed] == ["good"]
