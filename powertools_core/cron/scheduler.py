@@ -65,10 +65,25 @@ class CronScheduler:
         """Maps the leader's ``now`` to the scheduler's (a test hook; see ``cron.duty``)."""
         self._entries = entries or (lambda: list(declared().values()))
         self._synced = False
+        self._missing_tables = False
         self.last: PassReport | None = None
 
     async def run_once(self, conn: psycopg.AsyncConnection[Any], prefix: str, now: datetime) -> int:
-        report = await self.run_pass(conn, prefix, now)
+        """One pass; a schema without the cron tables is reported once, then passes are no-ops
+        until the tables appear (so the leader's log is not flooded every second)."""
+        try:
+            report = await self.run_pass(conn, prefix, now)
+        except psycopg.errors.UndefinedTable as exc:
+            if not self._missing_tables:
+                log.warning(
+                    "cron: the cron tables are missing in %s (%s); run `powertools install`. "
+                    "Cron entries do not fire until then.",
+                    prefix,
+                    str(exc).splitlines()[0],
+                )
+            self._missing_tables = True
+            return 0
+        self._missing_tables = False
         return report.acted
 
     async def run_pass(

@@ -261,3 +261,13 @@ def test_an_entry_that_no_longer_parses_does_not_stop_the_others(
     )
     report = pass_at(installed, sched, T0 + timedelta(minutes=1))
     assert [c.entry for c in report.claimed] == ["good"]
+
+
+def test_missing_cron_tables_make_the_duty_a_quiet_no_op(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    conn.execute(f'DROP TABLE "{s}".powertools_cron_coverage')
+    sched = scheduler(tick("x"))
+    acted = run_async(installed, lambda c: sched.run_once(c, s, T0))
+    assert acted == 0
