@@ -21,6 +21,10 @@ TABLES: Final = (
     "powertools_cron_entries",
     "powertools_cron_slots",
     "powertools_cron_coverage",
+    "powertools_workflows",
+    "powertools_workflow_steps",
+    "powertools_workflow_edges",
+    "powertools_signals",
 )
 
 # Indexes powertools owns on Oban's table (always named powertools_*).

@@ -334,6 +334,62 @@ def upgrade() -> None:
         schema=s,
     )
 
+    # Workflows: one row per DAG, a step per job (its name, result) and the dependency edges
+    # with their failure policy; signals are kept until consumed (dedupe per target).
+    op.create_table(
+        "powertools_workflows",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True),
+        sa.Column("name", sa.Text(), nullable=False),
+        ts("inserted_at", nullable=False, default_now=True),
+        ts("cancelled_at"),
+        sa.Column("cancelled_by", sa.Text(), nullable=True),
+        schema=s,
+    )
+    op.create_table(
+        "powertools_workflow_steps",
+        sa.Column("workflow_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("job_id", sa.BigInteger(), nullable=False),
+        sa.Column("added_by", sa.Text(), nullable=True),
+        jsonb("result", nullable=True, default="null"),
+        ts("result_at"),
+        sa.PrimaryKeyConstraint("workflow_id", "name", name="powertools_workflow_steps_pkey"),
+        sa.UniqueConstraint("job_id", name="powertools_workflow_steps_job"),
+        schema=s,
+    )
+    op.create_table(
+        "powertools_workflow_edges",
+        sa.Column("workflow_id", sa.BigInteger(), nullable=False),
+        sa.Column("step", sa.Text(), nullable=False),
+        sa.Column("dep", sa.Text(), nullable=False),
+        sa.Column("on_failure", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "workflow_id", "step", "dep", name="powertools_workflow_edges_pkey"
+        ),
+        sa.CheckConstraint(
+            "on_failure IN ('cascade', 'continue')", name="powertools_workflow_edges_policy"
+        ),
+        schema=s,
+    )
+    op.execute(
+        q(
+            "CREATE INDEX IF NOT EXISTS powertools_workflow_edges_dep_index "
+            "ON {prefix}.powertools_workflow_edges (workflow_id, dep)"
+        )
+    )
+    op.create_table(
+        "powertools_signals",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True),
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        jsonb("payload"),
+        sa.Column("dedupe_key", sa.Text(), nullable=True),
+        ts("inserted_at", nullable=False, default_now=True),
+        ts("consumed_at"),
+        sa.UniqueConstraint("target", "dedupe_key", name="powertools_signals_dedupe"),
+        schema=s,
+    )
+
     # Indexes powertools needs on Oban's table: the hot fetch and the stager.
     op.execute(
         q(
@@ -363,6 +419,10 @@ def downgrade() -> None:
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_staging_index"))
     op.execute(q("DROP INDEX IF EXISTS {prefix}.powertools_oban_jobs_fetch_index"))
     for table in (
+        "powertools_signals",
+        "powertools_workflow_edges",
+        "powertools_workflow_steps",
+        "powertools_workflows",
         "powertools_cron_coverage",
         "powertools_cron_slots",
         "powertools_cron_entries",

@@ -1,0 +1,218 @@
+"""Workflow SQL: insert a DAG, promote or cascade dependents, reconcile, read a graph.
+
+Promotion is race-free under READ COMMITTED: the suspended dependents are first locked in id
+order (``FOR UPDATE``), and only then does a *new* statement (a fresh snapshot) read their
+dependencies' states. Two transactions finishing two deps of one fan-in step serialise on that
+lock, so the second one always sees the first one's commit; the conditional ``UPDATE … WHERE
+state = 'suspended'`` makes a repeated pass a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from typing import Any, Final
+
+import psycopg
+
+from powertools_core.db.identifiers import qualify
+
+INSERT_WORKFLOW: Final = """
+INSERT INTO {prefix}.powertools_workflows (name) VALUES (%(name)s) RETURNING id
+"""
+
+INSERT_STEPS: Final = """
+INSERT INTO {prefix}.powertools_workflow_steps (workflow_id, name, job_id, added_by)
+SELECT %(workflow_id)s, u.name, u.job_id, u.added_by
+FROM unnest(%(names)s::text[], %(job_ids)s::bigint[], %(added_by)s::text[])
+    AS u(name, job_id, added_by)
+"""
+
+INSERT_EDGES: Final = """
+INSERT INTO {prefix}.powertools_workflow_edges (workflow_id, step, dep, on_failure)
+SELECT %(workflow_id)s, u.step, u.dep, u.policy
+FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[]) AS u(step, dep, policy)
+"""
+
+# The suspended dependents of finished jobs, locked in id order (the serialisation point).
+LOCK_DEPENDENTS: Final = """
+SELECT j.id
+FROM {prefix}.oban_jobs j
+WHERE j.state = 'suspended'
+  AND j.id IN (
+      SELECT s.job_id
+      FROM {prefix}.powertools_workflow_steps d
+      JOIN {prefix}.powertools_workflow_edges e
+        ON e.workflow_id = d.workflow_id AND e.dep = d.name
+      JOIN {prefix}.powertools_workflow_steps s
+        ON s.workflow_id = e.workflow_id AND s.name = e.step
+      WHERE d.job_id = ANY(%(ids)s::bigint[]))
+ORDER BY j.id
+FOR UPDATE OF j
+"""
+
+# Suspended steps of any workflow whose deps allow a decision now (the reconciler's query).
+LOCK_STRANDED: Final = """
+SELECT j.id
+FROM {prefix}.oban_jobs j
+JOIN {prefix}.powertools_workflow_steps s ON s.job_id = j.id
+WHERE j.state = 'suspended'
+  AND NOT EXISTS (
+      SELECT 1
+      FROM {prefix}.powertools_workflow_edges e
+      JOIN {prefix}.powertools_workflow_steps ds
+        ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+      JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+      WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+        AND dj.state NOT IN ('completed', 'discarded', 'cancelled'))
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE OF j SKIP LOCKED
+"""
+
+# Decide for locked suspended steps (see graph.decide): a cascade edge from a failed dep
+# cancels, all deps terminal promotes, anything else waits. Returns (id, new state).
+SETTLE: Final = """
+WITH verdict AS (
+    SELECT s.job_id,
+           bool_or(dj.state IN ('discarded', 'cancelled') AND e.on_failure = 'cascade')
+               AS cancel,
+           bool_and(dj.state IN ('completed', 'discarded', 'cancelled')) AS ready,
+           min(e.dep) FILTER (
+               WHERE dj.state IN ('discarded', 'cancelled') AND e.on_failure = 'cascade')
+               AS culprit
+    FROM {prefix}.powertools_workflow_steps s
+    JOIN {prefix}.powertools_workflow_edges e
+      ON e.workflow_id = s.workflow_id AND e.step = s.name
+    JOIN {prefix}.powertools_workflow_steps ds
+      ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+    JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+    WHERE s.job_id = ANY(%(ids)s::bigint[])
+    GROUP BY s.job_id
+)
+UPDATE {prefix}.oban_jobs j
+SET state = (CASE
+        WHEN v.cancel THEN 'cancelled'
+        WHEN j.scheduled_at > timezone('UTC', now()) THEN 'scheduled'
+        ELSE 'available' END)::{prefix}.oban_job_state,
+    cancelled_at = CASE WHEN v.cancel THEN timezone('UTC', now()) ELSE j.cancelled_at END,
+    errors = CASE WHEN v.cancel THEN array_append(j.errors, jsonb_build_object(
+                 'at', timezone('UTC', now()), 'attempt', j.attempt,
+                 'error', 'cancelled_by_dependency: ' || v.culprit))
+             ELSE j.errors END
+FROM verdict v
+WHERE j.id = v.job_id AND j.state = 'suspended' AND (v.cancel OR v.ready)
+RETURNING j.id, j.state::text
+"""
+
+RECORD_RESULT: Final = """
+UPDATE {prefix}.powertools_workflow_steps
+SET result = %(result)s::jsonb, result_at = timezone('UTC', now())
+WHERE job_id = %(job_id)s
+RETURNING workflow_id
+"""
+
+READ_RESULT: Final = """
+SELECT s.result, s.result_at IS NOT NULL
+FROM {prefix}.powertools_workflow_steps me
+JOIN {prefix}.powertools_workflow_steps s
+  ON s.workflow_id = me.workflow_id AND s.name = %(step)s
+WHERE me.job_id = %(job_id)s
+"""
+
+
+def _q(template: str, prefix: str) -> str:
+    return qualify(template, prefix)
+
+
+def own_tx(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """A transaction on an autocommit connection; none otherwise (the caller's transaction,
+    which the caller commits or rolls back, holds every statement)."""
+    return conn.transaction() if conn.autocommit else nullcontext()
+
+
+def own_tx_async(conn: psycopg.AsyncConnection[Any]) -> AbstractAsyncContextManager[Any]:
+    return conn.transaction() if conn.autocommit else nullcontext()
+
+
+def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequence[int]) -> int:
+    """Move dependents of finished jobs on: promote, cascade-cancel (transitively) or leave.
+
+    Call it in the transaction that recorded the outcomes. Idempotent; returns the number of
+    steps whose state changed.
+    """
+    changed = 0
+    frontier = list(finished_job_ids)
+    with own_tx(conn):
+        while frontier:
+            locked = [r[0] for r in conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier})]
+            if not locked:
+                break
+            rows = conn.execute(_q(SETTLE, prefix), {"ids": locked}).fetchall()
+            changed += len(rows)
+            frontier = [r[0] for r in rows if r[1] == "cancelled"]
+    return changed
+
+
+def reconcile(conn: psycopg.Connection[Any], prefix: str, limit: int = 1000) -> int:
+    """Repair missed promotions: suspended steps whose deps all ended (one bounded pass)."""
+    with own_tx(conn):
+        locked = [r[0] for r in conn.execute(_q(LOCK_STRANDED, prefix), {"limit": limit})]
+        if not locked:
+            return 0
+        rows = conn.execute(_q(SETTLE, prefix), {"ids": locked}).fetchall()
+        cancelled = [r[0] for r in rows if r[1] == "cancelled"]
+    return len(rows) + (promote(conn, prefix, cancelled) if cancelled else 0)
+
+
+async def promote_async(
+    conn: psycopg.AsyncConnection[Any], prefix: str, finished_job_ids: Sequence[int]
+) -> int:
+    """Async twin of :func:`promote` (the runtime's ack connection)."""
+    changed = 0
+    frontier = list(finished_job_ids)
+    async with own_tx_async(conn):
+        while frontier:
+            cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier})
+            locked = [r[0] for r in await cur.fetchall()]
+            if not locked:
+                break
+            cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked})
+            rows = await cur.fetchall()
+            changed += len(rows)
+            frontier = [r[0] for r in rows if r[1] == "cancelled"]
+    return changed
+
+
+async def reconcile_async(
+    conn: psycopg.AsyncConnection[Any], prefix: str, limit: int = 1000
+) -> int:
+    """Async twin of :func:`reconcile` (the leader duty)."""
+    async with own_tx_async(conn):
+        cur = await conn.execute(_q(LOCK_STRANDED, prefix), {"limit": limit})
+        locked = [r[0] for r in await cur.fetchall()]
+        if not locked:
+            return 0
+        cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked})
+        rows = await cur.fetchall()
+        cancelled = [r[0] for r in rows if r[1] == "cancelled"]
+    extra = await promote_async(conn, prefix, cancelled) if cancelled else 0
+    return len(rows) + extra
+
+
+def record_result(conn: psycopg.Connection[Any], prefix: str, job_id: int, value: Any) -> bool:
+    """Store a step's JSON result; False when the job is not a workflow step."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    row = conn.execute(_q(RECORD_RESULT, prefix), {"result": text, "job_id": job_id}).fetchone()
+    return row is not None
+
+
+def read_result(
+    conn: psycopg.Connection[Any], prefix: str, job_id: int, step: str
+) -> tuple[bool, Any]:
+    """(found, value) of ``step``'s result in the workflow of ``job_id``."""
+    row = conn.execute(_q(READ_RESULT, prefix), {"job_id": job_id, "step": step}).fetchone()
+    if row is None or not row[1]:
+        return False, None
+    return True, row[0]

@@ -1,0 +1,243 @@
+"""Inserting DAGs and promoting dependents against a real database."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from powertools_core.config import Settings
+from powertools_core.errors import InvalidInput
+from powertools_core.workflows import Workflow, promote, reconcile, record_result, result
+from tests.workflows.app_wf import Step
+
+
+def states(conn: psycopg.Connection[Any], schema: str, wf: Any) -> dict[str, str]:
+    rows = conn.execute(
+        f'SELECT id, state::text FROM "{schema}".oban_jobs WHERE id = ANY(%s)',
+        [list(wf.job_ids.values())],
+    ).fetchall()
+    by_id = dict(rows)
+    return {name: by_id[job_id] for name, job_id in wf.job_ids.items()}
+
+
+def finish(
+    conn: psycopg.Connection[Any], schema: str, wf: Any, step: str, state: str = "completed"
+) -> None:
+    """What an ack does: the job ends (the promotion is called separately)."""
+    conn.execute(
+        f'UPDATE "{schema}".oban_jobs SET state = %s::"{schema}".oban_job_state, '
+        "completed_at = CASE WHEN %s = 'completed' THEN now() END WHERE id = %s",
+        [state, state, wf.job_ids[step]],
+    )
+
+
+def diamond(**add_kwargs: Any) -> Workflow:
+    wf = Workflow("diamond")
+    wf.add("a", Step.new({}))
+    wf.add("b", Step.new({}), deps=["a"])
+    wf.add("c", Step.new({}), deps=["a"])
+    wf.add("d", Step.new({}), deps=["b", "c"], **add_kwargs)
+    return wf
+
+
+def test_insert_writes_one_workflow_its_steps_edges_and_jobs(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    assert states(conn, s, wf) == {
+        "a": "available",
+        "b": "suspended",
+        "c": "suspended",
+        "d": "suspended",
+    }
+    metas = dict(
+        conn.execute(
+            f'SELECT id, meta FROM "{s}".oban_jobs WHERE id = ANY(%s)', [list(wf.job_ids.values())]
+        ).fetchall()
+    )
+    assert metas[wf.job_ids["d"]] == {"workflow_id": wf.id, "workflow_step": "d"}
+    edges = conn.execute(
+        f'SELECT step, dep, on_failure FROM "{s}".powertools_workflow_edges '
+        "WHERE workflow_id = %s ORDER BY step, dep",
+        [wf.id],
+    ).fetchall()
+    assert edges == [
+        ("b", "a", "cascade"),
+        ("c", "a", "cascade"),
+        ("d", "b", "cascade"),
+        ("d", "c", "cascade"),
+    ]
+
+
+def test_insert_is_atomic_with_the_callers_transaction(
+    installed: Settings, database_url: str, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    with psycopg.connect(database_url) as tx:
+        diamond().insert(conn=tx, prefix=s)
+        tx.rollback()
+    assert conn.execute(f'SELECT count(*) FROM "{s}".oban_jobs').fetchone() == (0,)
+    assert conn.execute(f'SELECT count(*) FROM "{s}".powertools_workflows').fetchone() == (0,)
+
+
+def test_invalid_workflows_are_refused_before_anything_is_written(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    with pytest.raises(InvalidInput, match="at least one step"):
+        Workflow("empty").insert(conn=conn, prefix=s)
+    with pytest.raises(InvalidInput, match="duplicate step name 'a'"):
+        Workflow("dup").add("a", Step.new({})).add("a", Step.new({}))
+    unknown = Workflow("unknown").add("a", Step.new({}), deps=["ghost"])
+    with pytest.raises(InvalidInput, match="step 'a' depends on unknown step 'ghost'"):
+        unknown.insert(conn=conn, prefix=s)
+    cyclic = Workflow("cycle").add("a", Step.new({}), deps=["b"]).add("b", Step.new({}), deps="a")
+    with pytest.raises(InvalidInput, match="dependency cycle"):
+        cyclic.insert(conn=conn, prefix=s)
+    with pytest.raises(InvalidInput, match="unknown failure policy"):
+        Workflow("p").add("a", Step.new({}), deps=["x"], on_failure="ignore")
+    with pytest.raises(InvalidInput, match="unique jobs cannot be workflow steps"):
+        Workflow("u").add("a", Step.new({}, unique=True))
+    assert conn.execute(f'SELECT count(*) FROM "{s}".oban_jobs').fetchone() == (0,)
+
+
+def test_diamond_promotes_in_dependency_order(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    finish(conn, s, wf, "a")
+    assert promote(conn, s, [wf.job_ids["a"]]) == 2
+    assert states(conn, s, wf) == {
+        "a": "completed",
+        "b": "available",
+        "c": "available",
+        "d": "suspended",
+    }
+    finish(conn, s, wf, "b")
+    assert promote(conn, s, [wf.job_ids["b"]]) == 0
+    assert states(conn, s, wf)["d"] == "suspended"
+    finish(conn, s, wf, "c")
+    assert promote(conn, s, [wf.job_ids["c"]]) == 1
+    assert states(conn, s, wf)["d"] == "available"
+    # Idempotent: the same pass again changes nothing.
+    assert promote(conn, s, [wf.job_ids["b"], wf.job_ids["c"]]) == 0
+
+
+def test_retryable_dependency_keeps_dependents_waiting(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    finish(conn, s, wf, "a", "retryable")
+    assert promote(conn, s, [wf.job_ids["a"]]) == 0
+    assert reconcile(conn, s) == 0
+    assert set(states(conn, s, wf).values()) == {"retryable", "suspended"}
+
+
+def test_cascade_cancels_transitively_and_continue_edges_run(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = (
+        Workflow("policies")
+        .add("a", Step.new({}))
+        .add("b", Step.new({}), deps=["a"])
+        .add("c", Step.new({}), deps=["b"])
+        .add("cleanup", Step.new({}), deps=["a"], on_failure="continue")
+        .insert(conn=conn, prefix=s)
+    )
+    finish(conn, s, wf, "a", "discarded")
+    assert promote(conn, s, [wf.job_ids["a"]]) == 3
+    assert states(conn, s, wf) == {
+        "a": "discarded",
+        "b": "cancelled",
+        "c": "cancelled",
+        "cleanup": "available",
+    }
+    (errors,) = conn.execute(
+        f'SELECT errors FROM "{s}".oban_jobs WHERE id = %s', [wf.job_ids["c"]]
+    ).fetchone()
+    assert errors[-1]["error"] == "cancelled_by_dependency: b"
+
+
+def test_the_reconciler_finishes_a_promotion_lost_after_the_ack(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    finish(conn, s, wf, "a")  # acked, promotion never ran
+    assert reconcile(conn, s) == 2
+    assert states(conn, s, wf)["d"] == "suspended"
+    for step in ("b", "c"):
+        finish(conn, s, wf, step)
+    assert reconcile(conn, s) == 1
+    assert states(conn, s, wf) == {
+        "a": "completed",
+        "b": "completed",
+        "c": "completed",
+        "d": "available",
+    }
+    assert reconcile(conn, s) == 0
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_two_deps_finishing_concurrently_promote_the_fan_in_exactly_once(
+    installed: Settings, database_url: str, conn: psycopg.Connection, round_: int
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    finish(conn, s, wf, "a")
+    promote(conn, s, [wf.job_ids["a"]])
+    barrier = threading.Barrier(2)
+    changed: dict[str, int] = {}
+
+    def ack(step: str) -> None:
+        with psycopg.connect(database_url) as tx:
+            finish(tx, s, wf, step)
+            barrier.wait()  # both acks written, neither committed
+            changed[step] = promote(tx, s, [wf.job_ids[step]])
+            tx.commit()
+
+    threads = [threading.Thread(target=ack, args=(step,)) for step in ("b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(changed.values()) == [0, 1]
+    assert states(conn, s, wf)["d"] == "available"
+
+
+def test_results_are_recorded_and_read_by_dependents(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    record_result(conn, s, wf.job_ids["a"], {"rows": 42})
+    assert result(conn, s, wf.job_ids["d"], "a") == {"rows": 42}
+    with pytest.raises(InvalidInput, match="no recorded result"):
+        result(conn, s, wf.job_ids["d"], "b")
+
+
+def test_a_thousand_child_fan_out_with_a_fan_in(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = Workflow("fan").add("root", Step.new({}))
+    children = [f"child-{i}" for i in range(1000)]
+    for name in children:
+        wf.add(name, Step.new({}), deps=["root"])
+    wf.add("join", Step.new({}), deps=children)
+    ins = wf.insert(conn=conn, prefix=s)
+    finish(conn, s, ins, "root")
+    assert promote(conn, s, [ins.job_ids["root"]]) == 1000
+    conn.execute(
+        f"UPDATE \"{s}\".oban_jobs SET state = 'completed' WHERE id = ANY(%s)",
+        [[ins.job_ids[c] for c in children]],
+    )
+    assert promote(conn, s, [ins.job_ids[c] for c in children]) == 1
+    assert states(conn, s, ins)["join"] == "available"
