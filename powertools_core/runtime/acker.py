@@ -24,6 +24,7 @@ from powertools_core import telemetry
 from powertools_core.runtime import queries
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
 from powertools_core.runtime.outcomes import Ack
+from powertools_core.workflows.hook import workflow_steps_acked
 
 
 def ack_params(batch: Sequence[Ack]) -> dict[str, list[object]]:
@@ -107,7 +108,11 @@ class Acker:
         """Write ``batch`` at once (outside the loop); returns the committed ids."""
         conn = await self.slot.get()
         cur = await conn.execute(self._sql, ack_params(batch), prepare=True)
-        return [r[0] for r in await cur.fetchall()]
+        rows = await cur.fetchall()
+        steps = [r[0] for r in rows if r[1]]
+        if steps:
+            await workflow_steps_acked(conn, self.prefix, steps)
+        return [r[0] for r in rows]
 
     async def _one_by_one(self, batch: Sequence[Ack], exc: BaseException) -> tuple[list[int], int]:
         """A batch the server rejected (not a connection problem): write rows one at a time so

@@ -57,7 +57,7 @@ WHERE j.id = u.id
   AND j.state = 'executing'
   AND j.attempt = u.attempt
   AND j.attempted_by[2] = u.producer
-RETURNING j.id
+RETURNING j.id, j.meta ? 'workflow_id'
 """
 
 # Claimed but never started (drain, admission refusal): back to available, attempt restored.

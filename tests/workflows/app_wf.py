@@ -13,3 +13,11 @@ class Step(Worker):
 
     def perform(self, job: Any) -> None:
         return None
+
+
+class Boom(Worker):
+    queue = "wf"
+    max_attempts = 1
+
+    def perform(self, job: Any) -> None:
+        raise RuntimeError("boom")
