@@ -8,7 +8,17 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._completion_classes import completion_init
 
-from powertools_cli.commands import audit, cron, db, doctor, install, limiter, ops, worker
+from powertools_cli.commands import (
+    audit,
+    cron,
+    db,
+    doctor,
+    install,
+    limiter,
+    ops,
+    worker,
+    workflow,
+)
 from powertools_core.version import __version__
 
 app = typer.Typer(
@@ -49,6 +59,7 @@ app.add_typer(ops.app, name="ops")
 app.add_typer(audit.app, name="audit")
 app.add_typer(limiter.app, name="limiter")
 app.add_typer(cron.app, name="cron")
+app.add_typer(workflow.app, name="workflow")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from powertools_cli.render import install as _install  # noqa: F401
 from powertools_cli.render import limiter as _limiter  # noqa: F401
 from powertools_cli.render import ops as _ops  # noqa: F401
 from powertools_cli.render import worker as _worker  # noqa: F401
+from powertools_cli.render import workflow as _workflow  # noqa: F401
 
 if TYPE_CHECKING:
     from powertools_cli.output import Output

@@ -1,0 +1,63 @@
+"""Terminal rendering of ``powertools workflow …``: a table of workflows, a DAG as a tree."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.tree import Tree
+
+from powertools_cli.render.ansi import key_values, renders, status_style, table
+from powertools_core.workflows.results import StepView, WorkflowListResult, WorkflowShowResult
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "-"
+
+
+@renders(WorkflowListResult)
+def _list(result: WorkflowListResult, console: Console) -> None:
+    if not result.workflows:
+        console.print("no workflows", markup=False)
+        return
+    rows = [(str(w.id), w.name, w.state, str(w.steps), _counts(w.counts)) for w in result.workflows]
+    table(console, ["id", "name", "state", "steps", "by job state"], rows)
+
+
+def _label(step: StepView) -> str:
+    parts = [f"{step.name}  {step.state}", f"attempt {step.attempt}/{step.max_attempts}"]
+    if step.duration_s is not None:
+        parts.append(f"{step.duration_s:.2f}s")
+    if step.blocker:
+        parts.append(step.blocker)
+    return "  ".join(parts)
+
+
+@renders(WorkflowShowResult)
+def _show(result: WorkflowShowResult, console: Console) -> None:
+    w = result.workflow
+    key_values(
+        console,
+        [("workflow", f"{w.id} {w.name}"), ("state", w.state), ("steps", _counts(w.counts))],
+    )
+    by_name = {s.name: s for s in result.steps}
+    children: dict[str, list[str]] = {s.name: [] for s in result.steps}
+    for edge in result.edges:
+        children[edge.dep].append(edge.step)
+    tree = Tree(f"workflow {w.id}", guide_style="dim")
+    drawn: set[str] = set()
+
+    def add(node: Tree, name: str) -> None:
+        step = by_name[name]
+        label = _label(step)
+        style = status_style(step.state)
+        if name in drawn:
+            node.add(f"{name}  (see above)", style="dim")
+            return
+        drawn.add(name)
+        branch = node.add(label, style=style)
+        for child in children[name]:
+            add(branch, child)
+
+    for step in result.steps:
+        if not step.deps:
+            add(tree, step.name)
+    console.print(tree)

@@ -1,0 +1,62 @@
+"""The JSON contract of ``powertools workflow …``; times are UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from powertools_core.results import CommandResult
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Utc = Annotated[datetime, AfterValidator(_utc)]
+WorkflowState = Literal["running", "completed", "failed", "cancelled"]
+
+
+class WorkflowSummary(BaseModel):
+    id: int = Field(description="workflow id")
+    name: str = Field(description="the name given to Workflow(...)")
+    state: WorkflowState = Field(description="running, completed, failed or cancelled")
+    inserted_at: Utc = Field(description="when it was inserted (UTC)")
+    steps: int = Field(description="number of steps")
+    counts: dict[str, int] = Field(description="steps by job state")
+
+
+class WorkflowListResult(CommandResult):
+    """``powertools workflow list``."""
+
+    command: Literal["workflow list"] = "workflow list"
+    workflows: list[WorkflowSummary] = Field(description="newest first")
+
+
+class StepView(BaseModel):
+    name: str = Field(description="step name")
+    job_id: int = Field(description="its oban_jobs row")
+    worker: str = Field(description="worker import path")
+    state: str = Field(description="the job's state")
+    attempt: int = Field(description="attempts made")
+    max_attempts: int = Field(description="attempts allowed")
+    duration_s: float | None = Field(description="seconds from last start to end (or null)")
+    blocker: str | None = Field(description="workflow blocker code, e.g. waiting_on_dependencies")
+    deps: list[str] = Field(description="the steps it waits for")
+    has_result: bool = Field(description="whether a result was recorded")
+
+
+class EdgeView(BaseModel):
+    step: str = Field(description="the dependent step")
+    dep: str = Field(description="the step it depends on")
+    on_failure: Literal["cascade", "continue"] = Field(description="policy when dep fails")
+
+
+class WorkflowShowResult(CommandResult):
+    """``powertools workflow show``."""
+
+    command: Literal["workflow show"] = "workflow show"
+    workflow: WorkflowSummary = Field(description="the workflow")
+    steps: list[StepView] = Field(description="steps in dependency order")
+    edges: list[EdgeView] = Field(description="every dependency edge")
