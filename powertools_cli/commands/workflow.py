@@ -5,25 +5,35 @@ Parsing only; the queries live in ``powertools_core.workflows.actions``.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from powertools_cli.commands import common
 from powertools_cli.options import (
+    Actor,
     DatabaseUrl,
     Format,
     NoColor,
     OutputFormat,
     Prefix,
     Quiet,
+    Reason,
     Verbose,
 )
-from powertools_core.workflows.results import WorkflowListResult, WorkflowShowResult
+from powertools_cli.output import Output
+from powertools_core.config import Settings
+from powertools_core.errors import PowertoolsError
+from powertools_core.workflows.results import (
+    WorkflowActionResult,
+    WorkflowListResult,
+    WorkflowShowResult,
+)
 
 app = typer.Typer(
     name="workflow",
-    help="Workflows (DAGs of jobs): list them and show one step by step with its blockers."
+    help="Workflows (DAGs of jobs): list, show step by step with blockers, cancel, retry."
     "\n\nExample: powertools workflow show 42",
     no_args_is_help=True,
 )
@@ -38,6 +48,45 @@ StateOpt = Annotated[
 ]
 Limit = Annotated[int, typer.Option("--limit", "-n", help="Newest workflows to read (1-10000).")]
 WorkflowId = Annotated[int, typer.Argument(metavar="ID", help="The workflow's id.")]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Do not ask for confirmation (required when stdin is not a terminal)."
+    ),
+]
+StepOpt = Annotated[
+    str | None,
+    typer.Option("--step", help="Retry only this failed step.", show_default=False),
+]
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _guard(
+    out: Output, settings: Settings, actor: str | None, reason: str | None, yes: bool, what: str
+) -> str | None:
+    """Actor, reason and confirmation before anything touches the database; returns actor."""
+    from powertools_core.ops.errors import ConfirmationRequired, check_intent
+
+    who = actor or settings.actor
+    try:
+        check_intent(who, reason)
+        if not yes:
+            if not _stdin_is_tty():
+                raise ConfirmationRequired(
+                    "--yes is required to change a workflow when stdin is not a terminal",
+                    hint="check it with `powertools workflow show ID`, then pass --yes",
+                )
+            if not typer.confirm(f"{what}?", default=False, err=True):
+                raise PowertoolsError("aborted; nothing was changed")
+    except PowertoolsError as exc:
+        out.fail(exc)
+    return who
 
 
 @app.command("list")
@@ -98,5 +147,74 @@ def show_command(
         from powertools_core.workflows.actions import show_workflow
 
         return show_workflow(settings, workflow_id)
+
+    out.run(call)
+
+
+@app.command("cancel")
+@common.returns(WorkflowActionResult)
+def cancel_command(
+    workflow_id: WorkflowId,
+    actor: Actor = None,
+    reason: Reason = None,
+    yes: Yes = False,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Cancel a workflow: pending steps are cancelled, executing ones are told to stop
+    (audited).
+
+    Examples:
+
+    $ powertools workflow cancel 42 --actor alice --reason "bad input file" --yes
+    """
+    out = common.output("workflow cancel", fmt, no_color, verbose, quiet)
+    settings = common.settings(out, database_url=database_url, prefix=prefix)
+    who = _guard(out, settings, actor, reason, yes, f"Cancel workflow {workflow_id}")
+
+    def call() -> WorkflowActionResult:
+        from powertools_core.workflows.operate import cancel_workflow
+
+        return cancel_workflow(settings, workflow_id, actor=who, reason=reason)
+
+    out.run(call)
+
+
+@app.command("retry")
+@common.returns(WorkflowActionResult)
+def retry_command(
+    workflow_id: WorkflowId,
+    step: StepOpt = None,
+    actor: Actor = None,
+    reason: Reason = None,
+    yes: Yes = False,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Retry failed steps (discarded or cancelled) and re-open the steps they cancelled
+    (audited).
+
+    Examples:
+
+    $ powertools workflow retry 42 --actor alice --reason "upstream fixed" --yes
+
+    $ powertools workflow retry 42 --step fetch --actor alice --reason "retry the fetch" --yes
+    """
+    out = common.output("workflow retry", fmt, no_color, verbose, quiet)
+    settings = common.settings(out, database_url=database_url, prefix=prefix)
+    who = _guard(out, settings, actor, reason, yes, f"Retry workflow {workflow_id}")
+
+    def call() -> WorkflowActionResult:
+        from powertools_core.workflows.operate import retry_workflow
+
+        return retry_workflow(settings, workflow_id, step=step, actor=who, reason=reason)
 
     out.run(call)

@@ -6,7 +6,12 @@ from rich.console import Console
 from rich.tree import Tree
 
 from powertools_cli.render.ansi import key_values, renders, status_style, table
-from powertools_core.workflows.results import StepView, WorkflowListResult, WorkflowShowResult
+from powertools_core.workflows.results import (
+    StepView,
+    WorkflowActionResult,
+    WorkflowListResult,
+    WorkflowShowResult,
+)
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -61,3 +66,17 @@ def _show(result: WorkflowShowResult, console: Console) -> None:
         if not step.deps:
             add(tree, step.name)
     console.print(tree)
+
+
+@renders(WorkflowActionResult)
+def _action(result: WorkflowActionResult, console: Console) -> None:
+    verb = result.command.split()[-1]
+    if not result.changed and not result.signalled:
+        console.print(f"workflow {result.workflow_id}: nothing to {verb}", markup=False)
+        return
+    rows = [(name, state) for name, state in sorted(result.changed.items())]
+    if rows:
+        table(console, ["step", "now"], rows, title=f"workflow {result.workflow_id}: {verb}")
+    if result.signalled:
+        ids = ", ".join(str(i) for i in result.signalled)
+        console.print(f"told executing job(s) to stop: {ids}", markup=False)

@@ -60,3 +60,12 @@ class WorkflowShowResult(CommandResult):
     workflow: WorkflowSummary = Field(description="the workflow")
     steps: list[StepView] = Field(description="steps in dependency order")
     edges: list[EdgeView] = Field(description="every dependency edge")
+
+
+class WorkflowActionResult(CommandResult):
+    """``powertools workflow cancel`` and ``workflow retry``."""
+
+    command: Literal["workflow cancel", "workflow retry"]
+    workflow_id: int = Field(description="the workflow acted on")
+    changed: dict[str, str] = Field(description="step name -> its new job state")
+    signalled: list[int] = Field(description="executing job ids told to stop (cancel)")

@@ -106,3 +106,114 @@ def test_unknown_workflow_and_bad_state_are_one_line_errors(installed: Settings)
     bad = cli(installed, "list", "--state", "sleeping")
     assert bad.exit_code == 2
     assert "unknown workflow state 'sleeping'" in one_line_error(bad)
+
+
+WHY = ["--actor", "alice", "--reason", "testing workflow ops", "--yes"]
+
+
+def job_states(conn: psycopg.Connection[Any], schema: str, wf_id: int) -> dict[str, str]:
+    rows = conn.execute(
+        f'SELECT s.name, j.state::text FROM "{schema}".powertools_workflow_steps s '
+        f'JOIN "{schema}".oban_jobs j ON j.id = s.job_id WHERE s.workflow_id = %s',
+        [wf_id],
+    ).fetchall()
+    return dict(rows)
+
+
+def audit(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        f'SELECT actor, action, target_id, reason FROM "{schema}".powertools_audit_events '
+        "WHERE action LIKE 'workflow.%%' ORDER BY id"
+    ).fetchall()
+
+
+def test_cancel_cascades_to_pending_steps_signals_executing_ones_and_is_audited(
+    installed: Settings, database_url: str, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf_id = seeded(installed, conn)
+    c_job = conn.execute(
+        f'SELECT job_id FROM "{s}".powertools_workflow_steps WHERE workflow_id = %s '
+        "AND name = 'c'",
+        [wf_id],
+    ).fetchone()
+    assert c_job is not None
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "powertools.{s}.signal"')
+        run = cli(installed, "cancel", str(wf_id), *WHY, "--format", "json")
+        assert run.exit_code == 0, run.output
+        notes = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert [json.loads(p) for p in notes] == [{"action": "cancel", "job_id": c_job[0]}]
+    assert json.loads(run.stdout)["changed"] == {
+        "b": "cancelled",
+        "d": "cancelled",
+        "cleanup": "cancelled",
+    }
+    assert job_states(conn, s, wf_id) == {
+        "a": "completed",
+        "b": "cancelled",
+        "c": "executing",
+        "d": "cancelled",
+        "cleanup": "cancelled",
+    }
+    rows = audit(conn, s)
+    assert rows[0] == ("alice", "workflow.cancel", str(wf_id), "testing workflow ops")
+    assert sorted(r[1] for r in rows[1:]) == ["workflow.cancel_step"] * 3
+    shown = json.loads(cli(installed, "show", str(wf_id), "--format", "json").stdout)
+    assert shown["workflow"]["state"] == "cancelled"
+    assert {st["name"]: st["blocker"] for st in shown["steps"]}["c"] == "cancel_requested"
+
+
+def test_retry_of_a_failed_step_reopens_its_dependents(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = (
+        Workflow("retry-me")
+        .add("a", Step.new({}))
+        .add("b", Step.new({}), deps=["a"])
+        .add("c", Step.new({}), deps=["b"])
+        .insert(conn=conn, prefix=s)
+    )
+    conn.execute(
+        f"UPDATE \"{s}\".oban_jobs SET state = 'discarded', attempt = 3, discarded_at = now() "
+        "WHERE id = %s",
+        [wf.job_ids["a"]],
+    )
+    promote(conn, s, [wf.job_ids["a"]])
+    assert job_states(conn, s, wf.id) == {"a": "discarded", "b": "cancelled", "c": "cancelled"}
+    run = cli(installed, "retry", str(wf.id), "--step", "a", *WHY, "--format", "json")
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["changed"] == {
+        "a": "available",
+        "b": "suspended",
+        "c": "suspended",
+    }
+    assert job_states(conn, s, wf.id) == {"a": "available", "b": "suspended", "c": "suspended"}
+    (max_attempts,) = conn.execute(
+        f'SELECT max_attempts FROM "{s}".oban_jobs WHERE id = %s', [wf.job_ids["a"]]
+    ).fetchone() or (None,)
+    assert max_attempts == 4
+    assert [r[1] for r in audit(conn, s)] == [
+        "workflow.retry",
+        "workflow.retry_step",
+        "workflow.reopen_step",
+        "workflow.reopen_step",
+    ]
+    # The reopened chain now runs on promotion like any other.
+    conn.execute(
+        f"UPDATE \"{s}\".oban_jobs SET state = 'completed' WHERE id = %s", [wf.job_ids["a"]]
+    )
+    assert promote(conn, s, [wf.job_ids["a"]]) == 1
+    assert job_states(conn, s, wf.id)["b"] == "available"
+
+
+def test_mutations_need_actor_reason_and_yes(installed: Settings, conn: psycopg.Connection) -> None:
+    wf_id = seeded(installed, conn)
+    no_yes = cli(installed, "cancel", str(wf_id), "--actor", "alice", "--reason", "long enough")
+    assert no_yes.exit_code == 2 and "--yes is required" in one_line_error(no_yes)
+    short = cli(installed, "retry", str(wf_id), "--actor", "alice", "--reason", "short", "--yes")
+    assert short.exit_code == 2 and "too short" in one_line_error(short)
+    unknown = cli(installed, "retry", str(wf_id), "--step", "ghost", *WHY)
+    assert unknown.exit_code == 2 and "has no step 'ghost'" in one_line_error(unknown)
+    assert audit(conn, installed.prefix) == []
