@@ -1,0 +1,186 @@
+"""``archive restore``: put archived jobs back into ``oban_jobs`` with their ids and every column.
+
+A job whose id is in ``oban_jobs`` again is never overwritten: it stays in the archive and is
+reported in ``conflicts`` (exit 1). Ids that are not in the archive are reported in ``not_found``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from powertools_core.archive import sql
+from powertools_core.archive.policy import (
+    DEFAULT_BATCH_SIZE,
+    check_actor_reason,
+    check_batch_size,
+)
+from powertools_core.archive.results import ArchivePreview, ArchiveRunResult, Group
+from powertools_core.archive.run import (
+    CONFLICT_LIST_LIMIT,
+    ProgressFactory,
+    Step,
+    execute_run,
+    no_progress,
+    with_connection,
+)
+from powertools_core.config import Settings
+from powertools_core.errors import InvalidInput
+from powertools_core.schema.oban import TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class ArchiveFilter:
+    """Which archived jobs: explicit ids, one run's jobs, and/or state/queue/worker filters."""
+
+    ids: tuple[int, ...] = ()
+    run_id: uuid.UUID | None = None
+    states: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ids or self.run_id or self.states or self.queues or self.workers)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "ids": sorted(set(self.ids)) or None,
+            "run_id": self.run_id,
+            "states": list(self.states) or None,
+            "queues": list(self.queues) or None,
+            "workers": list(self.workers) or None,
+            "archived_before": None,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ids": sorted(set(self.ids)) or None,
+            "run_id": str(self.run_id) if self.run_id else None,
+            "states": list(self.states) or None,
+            "queues": list(self.queues) or None,
+            "workers": list(self.workers) or None,
+        }
+
+
+def check_states(states: Sequence[str]) -> tuple[str, ...]:
+    for state in states:
+        if state not in TERMINAL_STATES:
+            raise InvalidInput(
+                f"archived jobs are never in state {state!r}",
+                hint=f"use {', '.join(TERMINAL_STATES)}",
+            )
+    return tuple(states)
+
+
+async def _conflicts_and_missing(
+    conn: psycopg.AsyncConnection[Any], prefix: str, selection: ArchiveFilter
+) -> tuple[list[int], list[int]]:
+    params = {**selection.params(), "limit": CONFLICT_LIST_LIMIT}
+    cur = await conn.execute(sql.job_sql(sql.SELECT_RESTORE_CONFLICTS, prefix), params)
+    conflicts = [r[0] for r in await cur.fetchall()]
+    missing: list[int] = []
+    if selection.ids:
+        wanted = sorted(set(selection.ids))
+        cur = await conn.execute(sql.job_sql(sql.SELECT_ARCHIVED_PRESENT, prefix), {"ids": wanted})
+        present = {r[0] for r in await cur.fetchall()}
+        missing = [i for i in wanted if i not in present]
+    return conflicts, missing
+
+
+async def preview_restore(
+    conn: psycopg.AsyncConnection[Any], prefix: str, selection: ArchiveFilter
+) -> ArchivePreview:
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION READ ONLY")
+        cur = await conn.execute(sql.job_sql(sql.COUNT_RESTORABLE, prefix), selection.params())
+        groups = [Group(state=s, queue=q, count=c, oldest=o) for s, q, c, o in await cur.fetchall()]
+        conflicts, missing = await _conflicts_and_missing(conn, prefix, selection)
+    return ArchivePreview(
+        command="archive restore",
+        kind="restore",
+        filter=selection.as_json(),
+        total=sum(g.count for g in groups),
+        groups=groups,
+        conflicts=conflicts,
+        conflict_count=len(conflicts),
+        not_found=missing,
+    )
+
+
+async def restore_jobs(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    selection: ArchiveFilter,
+    *,
+    actor: str,
+    reason: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressFactory = no_progress,
+) -> ArchiveRunResult:
+    """Move the selected archived jobs back, chunk by chunk, as a recorded ``restore`` run."""
+    if selection.empty:
+        raise InvalidInput(
+            "say what to restore", hint="give job ids, --run RUN_ID, or --state/--queue/--worker"
+        )
+    check_batch_size(batch_size)
+    preview = await preview_restore(conn, prefix, selection)
+    step = Step(
+        select_sql=sql.job_sql(sql.SELECT_RESTORABLE_IDS, prefix),
+        move_sql=sql.job_sql(sql.RESTORE_JOBS, prefix),
+        params=selection.params(),
+        keyset=True,
+    )
+    return await execute_run(
+        conn,
+        prefix,
+        kind="restore",
+        actor=actor,
+        reason=reason,
+        filter={**selection.as_json(), "batch_size": batch_size},
+        steps=[step],
+        batch_size=batch_size,
+        total=preview.total,
+        progress=progress,
+        conflicts=preview.conflicts,
+        not_found=preview.not_found,
+    )
+
+
+def run_restore(
+    settings: Settings,
+    selection: ArchiveFilter,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> ArchivePreview | ArchiveRunResult:
+    """``powertools archive restore``."""
+    if selection.empty:
+        raise InvalidInput(
+            "say what to restore", hint="give job ids, --run RUN_ID, or --state/--queue/--worker"
+        )
+    check_states(selection.states)
+    check_batch_size(batch_size)
+    who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
+        if dry_run:
+            return await preview_restore(conn, settings.prefix, selection)
+        return await restore_jobs(
+            conn,
+            settings.prefix,
+            selection,
+            actor=who,
+            reason=why,
+            batch_size=batch_size,
+            progress=progress,
+        )
+
+    return with_connection(settings, work)

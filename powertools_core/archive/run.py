@@ -1,0 +1,576 @@
+"""The archive run engine: move rows between a live table and its archive in chunks.
+
+One engine serves ``archive run`` (jobs), ``archive run --audit`` (audit events), ``archive
+restore`` and ``archive prune``, and the leader's retention duty calls the same functions.
+
+A run is recorded in ``powertools_archive_runs`` (``running`` -> ``completed`` | ``interrupted``
+| ``failed``). Each chunk is one short transaction that selects at most ``batch_size`` ids with
+``FOR UPDATE SKIP LOCKED``, moves them with one statement, updates the run's counts and writes one
+audit event for the chunk (``archive.<kind>.chunk``: count, id range, per-state/queue counts); a
+run-level event (``archive.<kind>``) closes the run. Per-job audit rows would be millions; the
+archived rows themselves carry ``archive_run_id``, which is the per-job record.
+
+While a run is alive its session holds an advisory lock on the run id. A run left ``running`` by
+a killed process no longer has it, so the next run marks it ``interrupted``; because every commit
+leaves each row in exactly one table, re-running simply moves what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from powertools_core.archive import sql
+from powertools_core.archive.policy import (
+    DEFAULT_AUDIT_RETENTION,
+    DEFAULT_BATCH_SIZE,
+    check_batch_size,
+    cutoffs,
+    format_retention,
+    utc_naive,
+)
+from powertools_core.archive.results import (
+    ArchivePreview,
+    ArchiveRunResult,
+    Group,
+    RunKind,
+    RunRecord,
+    as_utc,
+)
+from powertools_core.audit import INSERT_EVENTS, AuditEvent
+from powertools_core.config import Settings
+from powertools_core.db.connection import connect_async, resolve_url, translated
+from powertools_core.db.identifiers import qualify
+from powertools_core.durations import format_duration
+
+T = TypeVar("T")
+Advance = Callable[[int], None]
+ProgressFactory = Callable[[str, int | None], AbstractContextManager[Advance]]
+"""``progress(description, total)`` yields ``advance(n)`` (the CLI draws a bar; core does not)."""
+
+CONFLICT_LIST_LIMIT: Final = 1000
+SYSTEM_ACTOR: Final = "system"
+
+COMMANDS: Final[dict[str, str]] = {
+    "archive": "archive run",
+    "audit_archive": "archive run",
+    "restore": "archive restore",
+    "prune": "archive prune",
+    "audit_prune": "archive prune",
+}
+# Group keys of the rows a move statement returns: (state, queue) for jobs, action for audit.
+AUDIT_KINDS: Final = frozenset({"audit_archive", "audit_prune"})
+
+
+@contextmanager
+def no_progress(description: str, total: int | None) -> Iterator[Advance]:
+    yield lambda n: None
+
+
+# -- audit (async twin of powertools_core.audit.record, same statement) -------------------------
+async def record_events(
+    conn: psycopg.AsyncConnection[Any], prefix: str, events: Sequence[AuditEvent]
+) -> int:
+    if not events:
+        return 0
+    columns = ("actor", "action", "target_type", "target_id", "reason", "result", "run_id")
+    params: dict[str, list[Any]] = {name: [getattr(e, name) for e in events] for name in columns}
+    for name in ("before", "after"):
+        params[name] = [
+            Jsonb(getattr(e, name)) if getattr(e, name) is not None else None for e in events
+        ]
+    params["meta"] = [Jsonb(e.meta or {}) for e in events]
+    await conn.execute(qualify(INSERT_EVENTS, prefix), params)
+    return len(events)
+
+
+# -- one run ------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    """One source of ids: a select (``limit``, optional keyset ``after``) and the move."""
+
+    select_sql: str
+    move_sql: str
+    params: dict[str, Any]
+    keyset: bool = False
+
+
+@dataclass
+class _Tally:
+    moved: int = 0
+    chunks: int = 0
+    groups: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+    min_id: int | None = None
+    max_id: int | None = None
+
+    def plus(self, rows: Sequence[tuple[Any, ...]]) -> _Tally:
+        groups = dict(self.groups)
+        moved, lo, hi = self.moved, self.min_id, self.max_id
+        for k1, k2, count, first, last in rows:
+            groups[(k1, k2)] = groups.get((k1, k2), 0) + int(count)
+            moved += int(count)
+            lo = first if lo is None else min(lo, first)
+            hi = last if hi is None else max(hi, last)
+        return _Tally(moved, self.chunks + 1, groups, lo, hi)
+
+    def group_list(self, audit: bool) -> list[Group]:
+        out = []
+        for (k1, k2), count in sorted(
+            self.groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or "")
+        ):
+            if audit:
+                out.append(Group(action=k1, count=count))
+            else:
+                out.append(Group(state=k1, queue=k2, count=count))
+        return out
+
+    def as_json(self, audit: bool) -> dict[str, Any]:
+        return {
+            "moved": self.moved,
+            "chunks": self.chunks,
+            "min_id": self.min_id,
+            "max_id": self.max_id,
+            "groups": [g.model_dump(exclude_none=True) for g in self.group_list(audit)],
+        }
+
+
+def _chunk_meta(rows: Sequence[tuple[Any, ...]], audit: bool) -> dict[str, Any]:
+    one = _Tally().plus(rows)
+    return {
+        "count": one.moved,
+        "min_id": one.min_id,
+        "max_id": one.max_id,
+        "groups": one.as_json(audit)["groups"],
+    }
+
+
+async def mark_orphaned_runs(conn: psycopg.AsyncConnection[Any], prefix: str) -> list[uuid.UUID]:
+    """Runs left ``running`` by a process that died become ``interrupted``."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            qualify(sql.MARK_ORPHANED_RUNS, prefix), {"cls": sql.RUN_LOCK_CLASS}
+        )
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def execute_run(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    *,
+    kind: RunKind,
+    actor: str,
+    reason: str,
+    filter: Mapping[str, Any],
+    steps: Sequence[Step],
+    batch_size: int,
+    total: int | None = None,
+    progress: ProgressFactory = no_progress,
+    max_rows: int | None = None,
+    conflicts: Sequence[int] = (),
+    not_found: Sequence[int] = (),
+) -> ArchiveRunResult:
+    """Record a run, drive its steps chunk by chunk, and close it (also when interrupted)."""
+    audit = kind in AUDIT_KINDS
+    run_id = uuid.uuid4()
+    orphaned = await mark_orphaned_runs(conn, prefix)
+    lock = {"cls": sql.RUN_LOCK_CLASS, "id": str(run_id)}
+    async with conn.transaction():
+        await conn.execute(sql.LOCK_RUN, lock)
+        cur = await conn.execute(
+            qualify(sql.INSERT_RUN, prefix),
+            {
+                "id": run_id,
+                "kind": kind,
+                "actor": actor,
+                "reason": reason,
+                "filter": Jsonb(dict(filter)),
+                "counts": Jsonb(_Tally().as_json(audit)),
+            },
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        started_at: datetime = row[0]
+    clock = time.perf_counter()
+    tally = _Tally()
+    status = "failed"
+    try:
+        with progress(COMMANDS[kind], total) as advance:
+            for step in steps:
+                params = dict(step.params)
+                if step.keyset:
+                    params.setdefault("after", 0)
+                while max_rows is None or tally.moved < max_rows:
+                    limit = (
+                        batch_size if max_rows is None else min(batch_size, max_rows - tally.moved)
+                    )
+                    params["limit"] = limit
+                    async with conn.transaction():
+                        cur = await conn.execute(step.select_sql, params)
+                        ids = [r[0] for r in await cur.fetchall()]
+                        if not ids:
+                            break
+                        cur = await conn.execute(step.move_sql, {"ids": ids, "run_id": run_id})
+                        rows = await cur.fetchall()
+                        after = tally.plus(rows)
+                        await conn.execute(
+                            qualify(sql.UPDATE_RUN_COUNTS, prefix),
+                            {"id": run_id, "counts": Jsonb(after.as_json(audit))},
+                        )
+                        await record_events(
+                            conn,
+                            prefix,
+                            [
+                                AuditEvent(
+                                    actor=actor,
+                                    action=f"archive.{kind}.chunk",
+                                    target_type="archive_run",
+                                    target_id=str(run_id),
+                                    reason=reason,
+                                    run_id=run_id,
+                                    meta=_chunk_meta(rows, audit),
+                                )
+                            ],
+                        )
+                    advance(after.moved - tally.moved)
+                    tally = after
+                    if step.keyset:
+                        params["after"] = max(ids)
+                    if len(ids) < limit:
+                        break
+        status = "completed"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        finished_at = await _finish(
+            conn, prefix, run_id, kind, actor, reason, status, tally, filter, clock, lock
+        )
+    elapsed = time.perf_counter() - clock
+    return ArchiveRunResult(
+        command=COMMANDS[kind],
+        kind=kind,
+        run=RunRecord(
+            id=run_id,
+            kind=kind,
+            status=status,
+            actor=actor,
+            reason=reason,
+            filter=dict(filter),
+            counts=_final_counts(tally, audit, elapsed),
+            started_at=started_at,
+            finished_at=finished_at,
+        ),
+        moved=tally.moved,
+        groups=tally.group_list(audit),
+        chunks=tally.chunks,
+        duration_ms=round(elapsed * 1000),
+        rows_per_s=round(tally.moved / elapsed, 1) if elapsed > 0 else 0.0,
+        conflicts=list(conflicts)[:CONFLICT_LIST_LIMIT],
+        conflict_count=len(conflicts),
+        not_found=list(not_found),
+        interrupted_runs=orphaned,
+    )
+
+
+def _final_counts(tally: _Tally, audit: bool, elapsed: float) -> dict[str, Any]:
+    return {**tally.as_json(audit), "duration_ms": round(elapsed * 1000)}
+
+
+async def _finish(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    run_id: uuid.UUID,
+    kind: str,
+    actor: str,
+    reason: str,
+    status: str,
+    tally: _Tally,
+    filter: Mapping[str, Any],
+    clock: float,
+    lock: dict[str, Any],
+) -> datetime | None:
+    """Close the run; when the connection is gone the next run marks it interrupted instead."""
+    counts = _final_counts(tally, kind in AUDIT_KINDS, time.perf_counter() - clock)
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                qualify(sql.FINISH_RUN, prefix),
+                {"id": run_id, "status": status, "counts": Jsonb(counts)},
+            )
+            row = await cur.fetchone()
+            await record_events(
+                conn,
+                prefix,
+                [
+                    AuditEvent(
+                        actor=actor,
+                        action=f"archive.{kind}",
+                        target_type="archive_run",
+                        target_id=str(run_id),
+                        reason=reason,
+                        result=status,
+                        run_id=run_id,
+                        meta={"counts": counts, "filter": dict(filter)},
+                    )
+                ],
+            )
+            await conn.execute(sql.UNLOCK_RUN, lock)
+    except (psycopg.Error, asyncio.CancelledError):
+        return None
+    return row[0] if row is not None else None
+
+
+# -- archive run (jobs) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """What ``archive run`` moves: terminal jobs older than their state's retention."""
+
+    retention: Mapping[str, timedelta]
+    queues: tuple[str, ...] = ()
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_rows: int | None = None
+    source: str = "cli"
+
+
+def _archive_filter(request: ArchiveRequest, limits: Mapping[str, datetime]) -> dict[str, Any]:
+    return {
+        "retention": format_retention(request.retention),
+        "cutoffs": {s: _iso(c) for s, c in limits.items()},
+        "queues": list(request.queues) or None,
+        "batch_size": request.batch_size,
+        "source": request.source,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    stamp = as_utc(moment)
+    assert stamp is not None
+    return stamp.isoformat()
+
+
+def _queue_params(queues: Sequence[str]) -> dict[str, Any]:
+    return {"any_queue": not queues, "queues": list(queues)}
+
+
+async def db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+    """The server's clock (naive UTC), so cutoffs do not depend on the client's."""
+    cur = await conn.execute(sql.SELECT_NOW)
+    row = await cur.fetchone()
+    assert row is not None
+    value: datetime = row[0]
+    return value
+
+
+async def preview_archive(
+    conn: psycopg.AsyncConnection[Any], prefix: str, request: ArchiveRequest, now: datetime
+) -> ArchivePreview:
+    limits = cutoffs(request.retention, now)
+    groups: list[Group] = []
+    conflicts: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION READ ONLY")
+        for state, cutoff in limits.items():
+            params = {"state": state, "cutoff": cutoff, **_queue_params(request.queues)}
+            cur = await conn.execute(sql.job_sql(sql.COUNT_ARCHIVABLE, prefix, state=state), params)
+            for queue, count, oldest in await cur.fetchall():
+                groups.append(Group(state=state, queue=queue, count=count, oldest=oldest))
+            cur = await conn.execute(
+                sql.job_sql(sql.SELECT_ARCHIVE_CONFLICTS, prefix, state=state),
+                {**params, "limit": CONFLICT_LIST_LIMIT},
+            )
+            conflicts += [r[0] for r in await cur.fetchall()]
+    return ArchivePreview(
+        command="archive run",
+        kind="archive",
+        filter=_archive_filter(request, limits),
+        total=sum(g.count for g in groups),
+        groups=groups,
+        conflicts=sorted(conflicts)[:CONFLICT_LIST_LIMIT],
+        conflict_count=len(conflicts),
+    )
+
+
+async def archive_jobs(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    request: ArchiveRequest,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    progress: ProgressFactory = no_progress,
+    count_first: bool = True,
+    skip_empty: bool = False,
+) -> ArchiveRunResult | None:
+    """Archive terminal jobs per ``request``; ``None`` when ``skip_empty`` and nothing matches."""
+    check_batch_size(request.batch_size)
+    limits = cutoffs(request.retention, now)
+    preview = await preview_archive(conn, prefix, request, now) if count_first else None
+    steps = [
+        Step(
+            select_sql=sql.job_sql(sql.SELECT_ARCHIVABLE_IDS, prefix, state=state),
+            move_sql=sql.job_sql(sql.MOVE_JOBS_TO_ARCHIVE, prefix),
+            params={"state": state, "cutoff": cutoff, **_queue_params(request.queues)},
+        )
+        for state, cutoff in limits.items()
+    ]
+    if skip_empty and not await _any_rows(conn, steps):
+        return None
+    return await execute_run(
+        conn,
+        prefix,
+        kind="archive",
+        actor=actor,
+        reason=reason,
+        filter=_archive_filter(request, limits),
+        steps=steps,
+        batch_size=request.batch_size,
+        total=preview.total if preview else None,
+        progress=progress,
+        max_rows=request.max_rows,
+        conflicts=preview.conflicts if preview else (),
+    )
+
+
+async def _any_rows(conn: psycopg.AsyncConnection[Any], steps: Sequence[Step]) -> bool:
+    async with conn.transaction():
+        for step in steps:
+            cur = await conn.execute(step.select_sql, {"after": 0, **step.params, "limit": 1})
+            if await cur.fetchone() is not None:
+                return True
+    return False
+
+
+# -- archive run --audit ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditArchiveRequest:
+    older_than: timedelta = DEFAULT_AUDIT_RETENTION
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_rows: int | None = None
+    source: str = "cli"
+
+
+def _audit_filter(request: AuditArchiveRequest, cutoff: datetime) -> dict[str, Any]:
+    return {
+        "older_than": format_duration(request.older_than),
+        "cutoff": _iso(cutoff),
+        "batch_size": request.batch_size,
+        "source": request.source,
+    }
+
+
+async def preview_audit_archive(
+    conn: psycopg.AsyncConnection[Any], prefix: str, request: AuditArchiveRequest, now: datetime
+) -> ArchivePreview:
+    cutoff = utc_naive(now) - request.older_than
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION READ ONLY")
+        cur = await conn.execute(qualify(sql.COUNT_AUDIT_ARCHIVABLE, prefix), {"cutoff": cutoff})
+        groups = [Group(action=a, count=c, oldest=o) for a, c, o in await cur.fetchall()]
+    return ArchivePreview(
+        command="archive run",
+        kind="audit_archive",
+        filter=_audit_filter(request, cutoff),
+        total=sum(g.count for g in groups),
+        groups=groups,
+    )
+
+
+async def archive_audit(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    request: AuditArchiveRequest,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    progress: ProgressFactory = no_progress,
+    count_first: bool = True,
+    skip_empty: bool = False,
+) -> ArchiveRunResult | None:
+    """Move audit events older than ``request.older_than`` into ``powertools_audit_archive``."""
+    check_batch_size(request.batch_size)
+    cutoff = utc_naive(now) - request.older_than
+    steps = [
+        Step(
+            select_sql=qualify(sql.SELECT_AUDIT_IDS, prefix),
+            move_sql=qualify(sql.MOVE_AUDIT_TO_ARCHIVE, prefix),
+            params={"cutoff": cutoff},
+        )
+    ]
+    if skip_empty and not await _any_rows(conn, steps):
+        return None
+    preview = await preview_audit_archive(conn, prefix, request, now) if count_first else None
+    return await execute_run(
+        conn,
+        prefix,
+        kind="audit_archive",
+        actor=actor,
+        reason=reason,
+        filter=_audit_filter(request, cutoff),
+        steps=steps,
+        batch_size=request.batch_size,
+        total=preview.total if preview else None,
+        progress=progress,
+        max_rows=request.max_rows,
+    )
+
+
+# -- entry points for the CLI (sync, own connection) -------------------------------------------
+def with_connection(
+    settings: Settings, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    """Open an autocommit connection for ``settings``, run ``work`` on it, translate errors."""
+    url = resolve_url(settings)
+
+    async def main() -> T:
+        conn = await connect_async(url, autocommit=True)
+        async with conn:
+            return await work(conn)
+
+    with translated(url):
+        return asyncio.run(main())
+
+
+def run_archive(
+    settings: Settings,
+    request: ArchiveRequest | AuditArchiveRequest,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    dry_run: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> ArchivePreview | ArchiveRunResult:
+    """``powertools archive run``: a preview when ``dry_run``, else the recorded run."""
+    from powertools_core.archive.policy import check_actor_reason
+
+    who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+    prefix = settings.prefix
+
+    async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
+        now = await db_now(conn)
+        if isinstance(request, AuditArchiveRequest):
+            if dry_run:
+                return await preview_audit_archive(conn, prefix, request, now)
+            done = await archive_audit(
+                conn, prefix, request, actor=who, reason=why, now=now, progress=progress
+            )
+        else:
+            if dry_run:
+                return await preview_archive(conn, prefix, request, now)
+            done = await archive_jobs(
+                conn, prefix, request, actor=who, reason=why, now=now, progress=progress
+            )
+        assert done is not None
+        return done
+
+    return with_connection(settings, work)

@@ -1,0 +1,143 @@
+"""Seeding helpers for the archive tests: jobs in every state, with every column filled in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from powertools_core.config import Settings
+from powertools_core.db.identifiers import qualify
+
+INSERT_JOB = """
+INSERT INTO {prefix}.oban_jobs
+    (state, queue, worker, args, errors, attempt, max_attempts, inserted_at, scheduled_at,
+     attempted_at, completed_at, attempted_by, discarded_at, priority, tags, meta, cancelled_at)
+VALUES (%(state)s, %(queue)s, %(worker)s, %(args)s, %(errors)s::jsonb[], %(attempt)s,
+        %(max_attempts)s, %(inserted_at)s, %(scheduled_at)s, %(attempted_at)s, %(completed_at)s,
+        %(attempted_by)s, %(discarded_at)s, %(priority)s, %(tags)s, %(meta)s, %(cancelled_at)s)
+RETURNING id
+"""
+SEED_MANY = """
+INSERT INTO {prefix}.oban_jobs
+    (state, queue, worker, args, attempt, max_attempts, inserted_at, scheduled_at, attempted_at,
+     completed_at, discarded_at, cancelled_at, attempted_by)
+SELECT %(state)s::text::{prefix}.oban_job_state, %(queue)s, 'app.workers.Bulk', jsonb_build_object('n', g), 1, 20,
+    timezone('UTC', now()) - %(age)s - interval '1 minute',
+    timezone('UTC', now()) - %(age)s - interval '1 minute',
+    timezone('UTC', now()) - %(age)s - interval '30 seconds',
+    CASE WHEN %(state)s::text = 'completed' THEN timezone('UTC', now()) - %(age)s END,
+    CASE WHEN %(state)s::text = 'discarded' THEN timezone('UTC', now()) - %(age)s END,
+    CASE WHEN %(state)s::text = 'cancelled' THEN timezone('UTC', now()) - %(age)s END,
+    ARRAY['node-1', 'b1946ac9-2f6d-4a8b-9c1e-1f2e3d4c5b6a']
+FROM generate_series(1, %(count)s) AS g
+"""
+ALL_STATES = (
+    "available",
+    "suspended",
+    "scheduled",
+    "executing",
+    "retryable",
+    "completed",
+    "discarded",
+    "cancelled",
+)
+TERMINAL_COLUMN = {
+    "completed": "completed_at",
+    "discarded": "discarded_at",
+    "cancelled": "cancelled_at",
+}
+
+Seed = Callable[..., int]
+
+
+@pytest.fixture
+def db(installed: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the installed test schema."""
+    assert installed.database_url
+    with psycopg.connect(installed.database_url, autocommit=True) as conn:
+        yield conn
+
+
+def insert_job(
+    conn: psycopg.Connection[Any],
+    prefix: str,
+    *,
+    state: str,
+    age: timedelta = timedelta(days=60),
+    queue: str = "default",
+    worker: str = "app.workers.Mailer",
+    **overrides: Any,
+) -> int:
+    """One job whose every column has a non-default value; ``age`` sets its state's timestamp."""
+    (now,) = conn.execute("SELECT timezone('UTC', now())").fetchone()  # type: ignore[misc]
+    at = now - age
+    values: dict[str, Any] = {
+        "state": state,
+        "queue": queue,
+        "worker": worker,
+        "args": Jsonb({"to": "a@example.com", "nested": {"list": [1, 2.5, None, "x"]}}),
+        "errors": [
+            Jsonb({"at": "2026-01-01T00:00:00Z", "attempt": 1, "error": "boom\nline two"}),
+            Jsonb({"at": "2026-01-02T00:00:00Z", "attempt": 2, "error": "ünïcode ✓"}),
+        ],
+        "attempt": 2,
+        "max_attempts": 7,
+        "inserted_at": at - timedelta(minutes=5, microseconds=123),
+        "scheduled_at": at - timedelta(minutes=4, microseconds=7),
+        "attempted_at": at - timedelta(seconds=3, microseconds=999_999),
+        "completed_at": None,
+        "attempted_by": ["node-a", "3f1c8a8e-6c0e-4d5e-9a51-1d2b3c4d5e6f"],
+        "discarded_at": None,
+        "priority": 3,
+        "tags": ["billing", "eu-west"],
+        "meta": Jsonb({"trace": "abc", "n": 1}),
+        "cancelled_at": None,
+    }
+    if state in TERMINAL_COLUMN:
+        values[TERMINAL_COLUMN[state]] = at
+    values.update(overrides)
+    row = conn.execute(qualify(INSERT_JOB, prefix), values).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def seed_many(
+    conn: psycopg.Connection[Any],
+    prefix: str,
+    *,
+    state: str,
+    count: int,
+    age: timedelta = timedelta(days=60),
+    queue: str = "default",
+) -> None:
+    conn.execute(
+        qualify(SEED_MANY, prefix), {"state": state, "count": count, "age": age, "queue": queue}
+    )
+
+
+def count(conn: psycopg.Connection[Any], prefix: str, table: str, where: str = "TRUE") -> int:
+    row = conn.execute(
+        qualify(f"SELECT count(*) FROM {{prefix}}.{table} WHERE {where}", prefix)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def job_row(conn: psycopg.Connection[Any], prefix: str, table: str, job_id: int) -> tuple[Any, ...]:
+    """Every oban_jobs column of one row (state as text), from either table."""
+    row = conn.execute(
+        qualify(
+            "SELECT id, state::text, queue, worker, args, errors, attempt, max_attempts, "
+            "inserted_at, scheduled_at, attempted_at, completed_at, attempted_by, discarded_at, "
+            f"priority, tags, meta, cancelled_at FROM {{prefix}}.{table} WHERE id = %s",
+            prefix,
+        ),
+        (job_id,),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
