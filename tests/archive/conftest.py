@@ -26,7 +26,8 @@ SEED_MANY = """
 INSERT INTO {prefix}.oban_jobs
     (state, queue, worker, args, attempt, max_attempts, inserted_at, scheduled_at, attempted_at,
      completed_at, discarded_at, cancelled_at, attempted_by)
-SELECT %(state)s::text::{prefix}.oban_job_state, %(queue)s, 'app.workers.Bulk', jsonb_build_object('n', g), 1, 20,
+SELECT %(state)s::text::{prefix}.oban_job_state, %(queue)s, 'app.workers.Bulk',
+    jsonb_build_object('n', g), 1, 20,
     timezone('UTC', now()) - %(age)s - interval '1 minute',
     timezone('UTC', now()) - %(age)s - interval '1 minute',
     timezone('UTC', now()) - %(age)s - interval '30 seconds',
