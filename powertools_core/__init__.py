@@ -12,6 +12,7 @@ from powertools_core.jobs.spec import BulkInsertResult, InsertResult, JobSpec, U
 from powertools_core.limits.declarations import ConcurrencyLimit, RateLimit
 from powertools_core.version import __version__
 from powertools_core.workers import Cancel, Discard, Redacted, Snooze, Worker, worker
+from powertools_core.workflows import Workflow
 
 __all__ = [
     "BulkInsertResult",
@@ -29,6 +30,7 @@ __all__ = [
     "Snooze",
     "Unique",
     "Worker",
+    "Workflow",
     "__version__",
     "insert_all",
     "insert_all_async",

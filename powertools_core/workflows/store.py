@@ -52,20 +52,29 @@ ORDER BY j.id
 FOR UPDATE OF j
 """
 
-# Suspended steps of any workflow whose deps allow a decision now (the reconciler's query).
+# Suspended steps whose deps allow a decision now: all ended, or one failed on a cascade edge
+# (the reconciler's query).
 LOCK_STRANDED: Final = """
 SELECT j.id
 FROM {prefix}.oban_jobs j
 JOIN {prefix}.powertools_workflow_steps s ON s.job_id = j.id
 WHERE j.state = 'suspended'
-  AND NOT EXISTS (
-      SELECT 1
-      FROM {prefix}.powertools_workflow_edges e
-      JOIN {prefix}.powertools_workflow_steps ds
-        ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
-      JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
-      WHERE e.workflow_id = s.workflow_id AND e.step = s.name
-        AND dj.state NOT IN ('completed', 'discarded', 'cancelled'))
+  AND (NOT EXISTS (
+           SELECT 1
+           FROM {prefix}.powertools_workflow_edges e
+           JOIN {prefix}.powertools_workflow_steps ds
+             ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+           JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+           WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+             AND dj.state NOT IN ('completed', 'discarded', 'cancelled'))
+       OR EXISTS (
+           SELECT 1
+           FROM {prefix}.powertools_workflow_edges e
+           JOIN {prefix}.powertools_workflow_steps ds
+             ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+           JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+           WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+             AND e.on_failure = 'cascade' AND dj.state IN ('discarded', 'cancelled')))
 ORDER BY j.id
 LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED

@@ -241,3 +241,26 @@ def test_a_thousand_child_fan_out_with_a_fan_in(
     )
     assert promote(conn, s, [ins.job_ids[c] for c in children]) == 1
     assert states(conn, s, ins)["join"] == "available"
+
+
+def test_the_reconciler_cascades_a_failed_dep_while_another_still_runs(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    wf = diamond().insert(conn=conn, prefix=s)
+    finish(conn, s, wf, "a")
+    promote(conn, s, [wf.job_ids["a"]])
+    finish(conn, s, wf, "b", "discarded")  # acked, promotion lost; c is still available
+    assert reconcile(conn, s) == 1
+    assert states(conn, s, wf) == {
+        "a": "completed",
+        "b": "discarded",
+        "c": "available",
+        "d": "cancelled",
+    }
+
+
+def test_workflow_is_exported_from_the_facade() -> None:
+    import powertools_core
+
+    assert powertools_core.Workflow is Workflow
