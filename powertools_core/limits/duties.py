@@ -13,13 +13,17 @@ Rows another transaction holds are skipped (``SKIP LOCKED``), so admission never
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 
 from powertools_core.db.identifiers import qualify
 from powertools_core.limits.store import naive_utc
+
+if TYPE_CHECKING:
+    from powertools_core.runtime.leader import DutyContext
 
 SWEEP: Final = """
 WITH dead_holds AS (
@@ -77,3 +81,8 @@ class LimitsSweeper:
         )
         row = await cur.fetchone()
         return int(row[0]) + int(row[1]) if row else 0
+
+
+def leader_duties(ctx: DutyContext) -> Iterable[LimitsSweeper]:
+    """The limiter's duties for the runtime's discovery (``runtime.leader.DUTY_MODULES``)."""
+    return [LimitsSweeper()]

@@ -50,6 +50,7 @@ DUTY_MODULES: tuple[str, ...] = (
     "powertools_core.cron.duty",
     "powertools_core.archive.duty",
     "powertools_core.workflows.duty",
+    "powertools_core.limits.duties",
 )
 ENTRY_POINT_GROUP = "powertools.leader_duties"
 

@@ -101,7 +101,8 @@ class Admission:
         if admit is None:
             return jobs
         conn = await self.fetch_slot.get()
-        outcome = admit(conn, self.prefix, list(jobs), datetime.now(UTC))
+        # now=None: the database's clock decides, so every node admits on one timeline.
+        outcome = admit(conn, self.prefix, list(jobs), None)
         if inspect.isawaitable(outcome):
             outcome = await outcome
         admitted, rejected = outcome

@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 import psycopg
+import pytest
 
 from powertools_core.config import Settings
 from powertools_core.limits.duties import LimitsSweeper
@@ -67,3 +68,38 @@ def test_the_sweep_keeps_live_state_and_drops_the_rest(
     # 'idle' has been full for a second (deleted: a fresh bucket is full too); 'recent' is one
     # second short of full and 'held' cools down, so both stay.
     assert buckets == [("c", "live"), ("r", "held"), ("r", "recent")]
+
+
+def test_the_runtime_discovers_the_limits_sweeper(installed: Settings) -> None:
+    from powertools_core.runtime.leader import DutyContext, discover_duties
+
+    assert installed.database_url
+    ctx = DutyContext(url=installed.database_url, prefix=installed.prefix, node="n1")
+    assert "limits.sweep" in [d.name for d in discover_duties(ctx)]
+
+
+def test_runtime_admission_asks_for_the_database_clock(
+    installed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from powertools_core.limits import admission as module
+    from powertools_core.runtime.release import Admission
+
+    seen: list[object] = []
+
+    async def recording(conn: object, prefix: str, jobs: list[object], now: object = "unset"):  # type: ignore[no-untyped-def]
+        seen.append(now)
+        return jobs, []
+
+    monkeypatch.setattr(module, "admit", recording)
+
+    class Slot:
+        async def get(self) -> None:
+            return None
+
+    class Limited:
+        limits = ("any",)
+
+    admission = Admission(installed.prefix, Slot(), {"W": Limited()})
+    fake = type("J", (), {"worker": "W", "id": 1})()
+    assert asyncio.run(admission([fake])) == [fake]  # type: ignore[list-item]
+    assert seen == [None]
