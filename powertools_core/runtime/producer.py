@@ -28,7 +28,7 @@ from powertools_core.runtime import outcomes, queries
 from powertools_core.runtime.acker import Acker
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log, sleep_or
 from powertools_core.runtime.outcomes import Ack
-from powertools_core.runtime.release import Admission
+from powertools_core.runtime.release import Admission, release
 from powertools_core.runtime.threads import SyncRunner
 from powertools_core.workers import Worker, exponential_backoff, resolve
 
@@ -287,11 +287,12 @@ class Producer:
             try:
                 jobs = list(await self.admission(jobs))
             except Exception as exc:
-                # The claimed jobs are given back by the reconcile before the next fetch.
-                self._lost_reply = True
                 log.error("producer %s: admission failed (%s); backing off", self.queue, exc)
                 if isinstance(exc, DB_ERRORS):
                     await self.fetch_slot.reset()
+                # Give the claimed batch back at once (fenced like an ack); if that fails too,
+                # the reconcile before the next fetch still does it.
+                self._lost_reply = not await self._give_back(jobs)
                 return None
         self.refused_last = len(rows) - len(jobs)
         self.buffer.extend(jobs)
@@ -299,6 +300,16 @@ class Producer:
         # Jobs refused by admission are not work: count only what will run, so a saturated
         # limit makes the producer wait instead of re-claiming the same jobs at once.
         return len(jobs)
+
+    async def _give_back(self, jobs: list[Job]) -> bool:
+        """Release a claimed batch that will not run; False when the database did not answer."""
+        try:
+            conn = await self.fetch_slot.get()
+            await release(conn, self.prefix, jobs, reason="admission_error")
+        except DB_ERRORS:
+            await self.fetch_slot.reset()
+            return False
+        return True
 
     async def _reconcile(self, conn: psycopg.AsyncConnection[Any]) -> None:
         known = [
