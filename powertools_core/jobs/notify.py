@@ -41,15 +41,28 @@ def insert_channel(prefix: str) -> str:
     return _insert_channel(prefix)
 
 
-@functools.lru_cache(maxsize=64)
+def signal_channel(prefix: str) -> str:
+    """``powertools.<prefix>.signal``: the operator channel running jobs listen on.
+
+    Shortened like :func:`insert_channel` when the prefix is long, so ops, the runtime and any
+    other sender agree on one name that PostgreSQL accepts.
+    """
+    return _channel(prefix, "signal")
+
+
 def _insert_channel(prefix: str) -> str:
+    return _channel(prefix, "insert")
+
+
+@functools.lru_cache(maxsize=128)
+def _channel(prefix: str, kind: str) -> str:
     validate_prefix(prefix)
-    channel = f"powertools.{prefix}.insert"
+    channel = f"powertools.{prefix}.{kind}"
     if len(channel.encode()) <= MAX_CHANNEL_BYTES:
         return channel
     digest = hashlib.sha256(prefix.encode()).hexdigest()[:10]
-    keep = MAX_CHANNEL_BYTES - len("powertools.") - len(".insert") - len(digest) - 1
-    return f"powertools.{prefix[:keep]}.{digest}.insert"
+    keep = MAX_CHANNEL_BYTES - len("powertools.") - len(kind) - 1 - len(digest) - 1
+    return f"powertools.{prefix[:keep]}.{digest}.{kind}"
 
 
 class Debouncer:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from powertools_core.db.identifiers import validate_prefix
+from powertools_core.jobs.notify import signal_channel as signal_channel
 from powertools_core.schema.oban import JOB_STATES
 
 
@@ -79,11 +79,6 @@ def skip_reason(action: Action, state: str) -> str | None:
 def explain_skip(action: Action, state: str) -> str:
     allowed = ", ".join(s for s in JOB_STATES if s in LEGAL_FROM[action])
     return f"{action.value} acts on {allowed}; this job is {state}"
-
-
-def signal_channel(prefix: str) -> str:
-    """The runtime's operator channel (``powertools.<prefix>.signal``) running jobs listen on."""
-    return f"powertools.{validate_prefix(prefix)}.signal"
 
 
 # One chunk = one statement. ``%(ids)s``/``%(states)s``/``%(attempts)s`` are the chunk's

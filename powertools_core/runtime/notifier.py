@@ -15,16 +15,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from powertools_core.db.identifiers import quote_ident, validate_prefix
-from powertools_core.jobs.notify import insert_channel
+from powertools_core.db.identifiers import quote_ident
+from powertools_core.jobs.notify import insert_channel, signal_channel
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
 
 __all__ = ["Notifier", "insert_channel", "signal_channel"]
-
-
-def signal_channel(prefix: str) -> str:
-    """The channel operators use to reach running jobs (``{"action": "cancel", ...}``)."""
-    return f"powertools.{validate_prefix(prefix)}.signal"
 
 
 class Notifier:
