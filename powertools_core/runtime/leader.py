@@ -51,6 +51,7 @@ DUTY_MODULES: tuple[str, ...] = (
     "powertools_core.archive.duty",
     "powertools_core.workflows.duty",
     "powertools_core.limits.duties",
+    "powertools_core.jobs.duties",
 )
 ENTRY_POINT_GROUP = "powertools.leader_duties"
 
