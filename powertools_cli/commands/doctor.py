@@ -73,14 +73,16 @@ def doctor_command(
     stale_producers, queue_backlog_age (oldest available job per queue),
     table_bloat, autovacuum,
     long_running_transactions (holding back vacuum: warning; blocking writers: error),
-    archive_retention (terminal jobs past [tool.powertools.archive] retention).
+    archive_retention (terminal jobs past [tool.powertools.archive] retention),
+    cron_health (active entries but no live scheduler, missed or failed fires in the last day,
+    entries naming a worker that --app does not register).
     Findings are warnings unless noted.
 
     **--strict** turns the warnings of exactly these checks into errors: oban_migration_version,
     powertools_migrations, uniqueness_timeout_risk (schema drift). Warnings about live traffic
     and vacuum (expired_deadline_jobs, orphaned_executing_jobs, stale_producers,
     queue_backlog_age, table_bloat, autovacuum, long_running_transactions,
-    archive_retention) stay warnings.
+    archive_retention, cron_health) stay warnings.
 
     **Deadlines**: a job's deadline is meta.deadline_at, an ISO-8601 timestamp (UTC when it
     has no offset), e.g. {"deadline_at": "2026-01-31T12:00:00Z"}; `meta.__deadline_at__`

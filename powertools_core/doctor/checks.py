@@ -627,6 +627,14 @@ def archive_retention(ctx: CheckContext) -> list[Problem]:
     return problems
 
 
+def cron_health(ctx: CheckContext) -> list[Problem]:
+    """Cron's own check (``powertools_core.cron.health``), imported when it runs: that module
+    builds on ``doctor.context``, so a top-level import here would be circular."""
+    from powertools_core.cron.health import cron_health as check
+
+    return check(ctx)
+
+
 def _partial(ctx: CheckContext, done: list[Problem], table: str, what: str) -> CannotRun:
     """A check that ran only in part: its findings so far plus the error about the rest."""
     return CannotRun(
@@ -665,6 +673,7 @@ CHECKS: Final = (
         long_running_transactions,
     ),
     CheckSpec("archive_retention", "terminal jobs past the archive retention", archive_retention),
+    CheckSpec("cron_health", "cron scheduler alive, missed fires, unknown workers", cron_health),
 )
 CHECK_IDS: Final = tuple(c.id for c in CHECKS)
 STRICT_PROMOTED: Final = (

@@ -56,3 +56,19 @@ def test_cron_health_reports_absent_scheduler_missed_fires_and_unknown_workers(
     assert any("the cron scheduler last ran 10m" in m for m in messages), messages
     assert any("names worker gone.Worker, which the app" in m for m in messages), messages
     assert len(found) == 3
+
+
+def test_doctor_runs_cron_health_in_its_suite(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    """An active entry with no live scheduler is a doctor warning (exit 1), also under --strict."""
+    from tests.doctor.conftest import of, run, status
+
+    assert status(run(installed), "cron_health") == "ok"
+    now = conn.execute("SELECT timezone('UTC', now())").fetchone()[0]  # type: ignore[index]
+    pass_at(installed, scheduler(tick("nightly", "0 3 * * *")), now - timedelta(hours=1))
+    result = run(installed)
+    [finding] = of(result, "cron_health")
+    assert finding.severity == "warning" and "the cron scheduler last ran 1h" in finding.message
+    assert result.exit_code == 1
+    assert run(installed, strict=True).exit_code == 1  # live traffic, never promoted
