@@ -20,6 +20,7 @@ from powertools_core.archive.run import with_connection
 from powertools_core.config import Settings
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput, NotFound
+from powertools_core.redaction import DenyList, redact, redact_value
 
 DEFAULT_LIST_LIMIT: Final = 50
 _JOB_FIELDS: Final = tuple(ArchivedJob.model_fields)
@@ -27,8 +28,24 @@ _RUN_FIELDS: Final = tuple(RunRecord.model_fields)
 RUN_KINDS: Final = ("archive", "audit_archive", "restore", "prune", "audit_prune")
 
 
-def _job(row: tuple[Any, ...]) -> ArchivedJob:
-    return ArchivedJob.model_validate(dict(zip(_JOB_FIELDS, row, strict=True)))
+def _job(row: tuple[Any, ...], deny: DenyList) -> ArchivedJob:
+    """An archived row as operators see it: args and meta redacted like ``ops show``."""
+    from powertools_core import workers
+
+    values = dict(zip(_JOB_FIELDS, row, strict=True))
+    worker_cls = workers.registered().get(values["worker"])  # never imported from the row
+    args = values["args"]
+    values["args"] = redact(args, worker_cls, deny) if isinstance(args, dict) else args
+    values["meta"] = redact_value(values["meta"], deny)
+    return ArchivedJob.model_validate(values)
+
+
+def _deny(settings: Settings) -> DenyList:
+    from powertools_core import workers
+
+    if settings.app:
+        workers.load_app(settings.app)
+    return DenyList(settings.redact_keys)
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:
@@ -47,6 +64,7 @@ def list_archived(
     """Archived jobs matching ``selection``, most recently archived first."""
     check_states(selection.states)
     _check_limit(limit)
+    deny = _deny(settings)
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchiveListResult:
         params = {**selection.params(), "limit": limit}
@@ -55,7 +73,7 @@ def list_archived(
             cur = await conn.execute(sql.job_sql(sql.COUNT_ARCHIVED, settings.prefix), params)
             row = await cur.fetchone()
             cur = await conn.execute(sql.job_sql(sql.LIST_ARCHIVED, settings.prefix), params)
-            jobs = [_job(r) for r in await cur.fetchall()]
+            jobs = [_job(r, deny) for r in await cur.fetchall()]
         return ArchiveListResult(
             filter=selection.as_json(), total=row[0] if row else 0, limit=limit, jobs=jobs
         )
@@ -92,13 +110,14 @@ def parse_target(text: str) -> int | uuid.UUID:
     except ValueError:
         raise InvalidInput(
             f"{text!r} is neither a job id nor a run id",
-            hint="e.g. powertools archive show 42, or a run id from `archive list --runs`",
+            hint="e.g. powertools archive show 42, or a run id from `powertools archive runs`",
         ) from None
 
 
 def show(settings: Settings, target: str) -> ArchiveShowResult:
     """One archived job (every column) or one run (filter, counts, status)."""
     what = parse_target(target)
+    deny = _deny(settings)
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchiveShowResult:
         async with conn.transaction():
@@ -112,7 +131,7 @@ def show(settings: Settings, target: str) -> ArchiveShowResult:
                         f"job {what} is not in the archive",
                         hint="powertools archive list shows what is archived",
                     )
-                job = _job(row)
+                job = _job(row, deny)
                 run = None
                 if job.archive_run_id is not None:
                     cur = await conn.execute(
@@ -127,9 +146,7 @@ def show(settings: Settings, target: str) -> ArchiveShowResult:
             )
             found = await cur.fetchone()
             if found is None:
-                raise NotFound(
-                    f"no archive run {what}", hint="powertools archive list --runs shows them"
-                )
+                raise NotFound(f"no archive run {what}", hint="powertools archive runs lists them")
             return ArchiveShowResult(run=_run(found))
 
     return with_connection(settings, work)

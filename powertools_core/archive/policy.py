@@ -74,7 +74,7 @@ def parse_state_spec(text: str) -> dict[str, timedelta | None]:
         state = _check_terminal(name)
         if state in result:
             raise InvalidInput(f"state {state!r} is given twice in --state", hint=STATE_SPEC_HINT)
-        result[state] = parse_duration(age) if sep else None
+        result[state] = parse_duration(age, name=f"--state age of {state}") if sep else None
     return result
 
 
@@ -85,7 +85,7 @@ def parse_retention_mapping(data: Mapping[str, Any], where: str) -> dict[str, ti
         state = _check_terminal(str(key))
         if not isinstance(value, str):
             raise InvalidInput(f'{where}.{key}: expected a duration string such as "7d"')
-        result[state] = parse_duration(value)
+        result[state] = parse_duration(value, name=f"{where}.{key}")
     return _ordered(result)
 
 
@@ -107,7 +107,7 @@ def resolve_retention(
       discarded 30d).
     """
     fallback = dict(configured) if configured else dict(DEFAULT_RETENTION)
-    age = parse_duration(older_than) if older_than is not None else None
+    age = parse_duration(older_than, name="--older-than") if older_than is not None else None
     if state_spec is not None:
         spec = parse_state_spec(state_spec)
         return _ordered(
@@ -150,23 +150,29 @@ def check_batch_size(size: int) -> int:
 
 
 def check_actor_reason(actor: str | None, reason: str | None) -> tuple[str, str]:
-    """The rule for every mutation: an actor, and a reason of at least 8 characters."""
+    """The rule for every mutation: an actor, and a reason of at least 8 characters.
+
+    Same error codes as ``ops`` (``actor_required``, ``reason_required``, ``reason_too_short``)
+    so scripts can handle every refusal the same way.
+    """
+    from powertools_core.ops.errors import ActorRequired, ReasonRequired, ReasonTooShort
+
     who = (actor or "").strip()
     why = " ".join((reason or "").split())
     if not who:
-        raise InvalidInput(
-            "--actor is required to change anything",
+        raise ActorRequired(
+            "an actor is required to archive, restore or prune",
             hint="pass --actor NAME or set POWERTOOLS_ACTOR",
         )
     if not why:
-        raise InvalidInput(
-            "--reason is required to change anything",
-            hint='say why, e.g. --reason "weekly cleanup"',
+        raise ReasonRequired(
+            "a reason is required to archive, restore or prune",
+            hint=f'pass --reason "..." (at least {MIN_REASON_LENGTH} characters)',
         )
     if len(why) < MIN_REASON_LENGTH:
-        raise InvalidInput(
-            f"--reason is too short ({len(why)} characters)",
-            hint=f"write at least {MIN_REASON_LENGTH} characters saying why",
+        raise ReasonTooShort(
+            f"the reason is too short ({len(why)} characters; at least {MIN_REASON_LENGTH})",
+            hint='say why, e.g. --reason "weekly cleanup"',
         )
     return who, why
 
@@ -192,7 +198,7 @@ def _duration_value(value: Any, where: str) -> timedelta:
             raise InvalidInput(f"{where}: must be positive")
         return timedelta(seconds=value)
     if isinstance(value, str):
-        return parse_duration(value)
+        return parse_duration(value, name=where)
     raise InvalidInput(f'{where}: expected a duration such as "10m"')
 
 
@@ -216,7 +222,9 @@ def parse_archive_config(data: Mapping[str, Any]) -> ArchiveConfig:
         raw = data["retention"]
         if not isinstance(raw, Mapping):
             raise InvalidInput(f'{where}.retention: expected a table such as {{completed = "1d"}}')
-        changes["retention"] = parse_retention_mapping(raw, f"{where}.retention")
+        # States the table leaves out keep their defaults (as doctor's archive_retention reads it).
+        configured = parse_retention_mapping(raw, f"{where}.retention")
+        changes["retention"] = _ordered({**DEFAULT_RETENTION, **configured})
         changes["configured_retention"] = True
     if "audit_retention" in data:
         changes["audit_retention"] = _duration_value(

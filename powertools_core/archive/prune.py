@@ -6,6 +6,7 @@ Rows archived longer ago than ``--older-than`` are deleted in chunks as a record
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,12 +20,15 @@ from powertools_core.archive.policy import (
     check_batch_size,
     utc_naive,
 )
-from powertools_core.archive.results import ArchivePreview, ArchiveRunResult, Group, as_utc
+from powertools_core.archive.results import ArchivePreview, ArchiveRunResult, Group
 from powertools_core.archive.run import (
     ProgressFactory,
     Step,
+    StopRequest,
     db_now,
     execute_run,
+    iso,
+    never_stop,
     no_progress,
     with_connection,
 )
@@ -41,11 +45,10 @@ class PruneRequest:
 
 
 def _filter(request: PruneRequest, cutoff: datetime) -> dict[str, Any]:
-    stamp = as_utc(cutoff)
     return {
         "table": "powertools_audit_archive" if request.audit else "powertools_job_archive",
         "older_than": format_duration(request.older_than),
-        "archived_before": stamp.isoformat() if stamp else None,
+        "archived_before": iso(cutoff),
         "batch_size": request.batch_size,
     }
 
@@ -82,6 +85,7 @@ async def prune_archive(
     reason: str,
     now: datetime,
     progress: ProgressFactory = no_progress,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> ArchiveRunResult:
     check_batch_size(request.batch_size)
     cutoff = utc_naive(now) - request.older_than
@@ -108,6 +112,7 @@ async def prune_archive(
         batch_size=request.batch_size,
         total=preview.total,
         progress=progress,
+        should_stop=should_stop,
     )
 
 
@@ -123,13 +128,21 @@ def run_prune(
     """``powertools archive prune``."""
     check_batch_size(request.batch_size)
     who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+    stop = StopRequest()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
         now = await db_now(conn)
         if dry_run:
             return await preview_prune(conn, settings.prefix, request, now)
         return await prune_archive(
-            conn, settings.prefix, request, actor=who, reason=why, now=now, progress=progress
+            conn,
+            settings.prefix,
+            request,
+            actor=who,
+            reason=why,
+            now=now,
+            progress=progress,
+            should_stop=stop,
         )
 
-    return with_connection(settings, work)
+    return with_connection(settings, work, stop=None if dry_run else stop)

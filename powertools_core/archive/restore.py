@@ -7,7 +7,7 @@ reported in ``conflicts`` (exit 1). Ids that are not in the archive are reported
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,9 @@ from powertools_core.archive.run import (
     CONFLICT_LIST_LIMIT,
     ProgressFactory,
     Step,
+    StopRequest,
     execute_run,
+    never_stop,
     no_progress,
     with_connection,
 )
@@ -121,6 +123,7 @@ async def restore_jobs(
     reason: str,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressFactory = no_progress,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> ArchiveRunResult:
     """Move the selected archived jobs back, chunk by chunk, as a recorded ``restore`` run."""
     if selection.empty:
@@ -147,7 +150,9 @@ async def restore_jobs(
         total=preview.total,
         progress=progress,
         conflicts=preview.conflicts,
+        conflict_count=preview.conflict_count,
         not_found=preview.not_found,
+        should_stop=should_stop,
     )
 
 
@@ -169,6 +174,7 @@ def run_restore(
     check_states(selection.states)
     check_batch_size(batch_size)
     who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+    stop = StopRequest()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
         if dry_run:
@@ -181,6 +187,7 @@ def run_restore(
             reason=why,
             batch_size=batch_size,
             progress=progress,
+            should_stop=stop,
         )
 
-    return with_connection(settings, work)
+    return with_connection(settings, work, stop=None if dry_run else stop)

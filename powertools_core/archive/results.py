@@ -86,8 +86,11 @@ class ArchiveRunResult(CommandResult):
     interrupted_runs: list[uuid.UUID] = []
 
     def exit_status(self) -> int:
-        if self.run.status != "completed":
+        """0 done; 1 interrupted (run again to finish) or some ids refused/not found; 2 failed."""
+        if self.run.status == "failed":
             return 2
+        if self.run.status == "interrupted":
+            return 1
         return 1 if self.conflict_count or self.not_found else 0
 
 
@@ -117,6 +120,8 @@ class ArchivedJob(_UtcModel):
 
 
 class ArchiveListResult(CommandResult):
+    """``archive list``: archived jobs matching the filters, most recently archived first."""
+
     command: Literal["archive list"] = "archive list"
     filter: dict[str, Any]
     total: int
@@ -125,11 +130,15 @@ class ArchiveListResult(CommandResult):
 
 
 class ArchiveRunsResult(CommandResult):
-    command: Literal["archive list"] = "archive list"
+    """``archive runs``: recorded archive, restore and prune runs, newest first."""
+
+    command: Literal["archive runs"] = "archive runs"
     runs: list[RunRecord]
 
 
 class ArchiveShowResult(CommandResult):
+    """``archive show``: one archived job (with the run that archived it) or one run."""
+
     command: Literal["archive show"] = "archive show"
     job: ArchivedJob | None = None
     run: RunRecord | None = None

@@ -18,12 +18,15 @@ leaves each row in exactly one table, re-running simply moves what is left.
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import FrameType
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -33,6 +36,7 @@ from powertools_core.archive import sql
 from powertools_core.archive.policy import (
     DEFAULT_AUDIT_RETENTION,
     DEFAULT_BATCH_SIZE,
+    check_actor_reason,
     check_batch_size,
     cutoffs,
     format_retention,
@@ -67,13 +71,55 @@ COMMANDS: Final[dict[str, str]] = {
     "prune": "archive prune",
     "audit_prune": "archive prune",
 }
+# The audit action of a run's closing event; each chunk's event is ``<action>.chunk``.
+ACTIONS: Final[dict[str, str]] = {
+    "archive": "archive.run",
+    "audit_archive": "archive.run_audit",
+    "restore": "archive.restore",
+    "prune": "archive.prune",
+    "audit_prune": "archive.prune_audit",
+}
 # Group keys of the rows a move statement returns: (state, queue) for jobs, action for audit.
 AUDIT_KINDS: Final = frozenset({"audit_archive", "audit_prune"})
+APPLICATION_NAME: Final = "powertools:archive"
 
 
 @contextmanager
 def no_progress(description: str, total: int | None) -> Iterator[Advance]:
     yield lambda n: None
+
+
+def never_stop() -> bool:
+    return False
+
+
+class StopRequest:
+    """Ctrl-C while a run moves chunks: the first SIGINT stops after the chunk in flight has
+    committed (the run is recorded ``interrupted`` and its result returned); a second one
+    interrupts at once. Installed only on the main thread (never inside a worker's leader)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._enabled = threading.current_thread() is threading.main_thread()
+        self._previous: Any = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if self._enabled:
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # -- audit (async twin of powertools_core.audit.record, same statement) -------------------------
@@ -176,9 +222,15 @@ async def execute_run(
     progress: ProgressFactory = no_progress,
     max_rows: int | None = None,
     conflicts: Sequence[int] = (),
+    conflict_count: int | None = None,
     not_found: Sequence[int] = (),
+    should_stop: Callable[[], bool] = never_stop,
 ) -> ArchiveRunResult:
-    """Record a run, drive its steps chunk by chunk, and close it (also when interrupted)."""
+    """Record a run, drive its steps chunk by chunk, and close it (also when interrupted).
+
+    ``should_stop`` is asked after every committed chunk; when it says so the run ends
+    ``interrupted`` and the result reports what was moved (running again moves the rest).
+    """
     audit = kind in AUDIT_KINDS
     run_id = uuid.uuid4()
     orphaned = await mark_orphaned_runs(conn, prefix)
@@ -200,57 +252,38 @@ async def execute_run(
         assert row is not None
         started_at: datetime = row[0]
     clock = time.perf_counter()
-    tally = _Tally()
+    box = [_Tally()]  # the tally of committed chunks, kept current by _drive
     status = "failed"
+    action = ACTIONS[kind]
     try:
         with progress(COMMANDS[kind], total) as advance:
-            for step in steps:
-                params = dict(step.params)
-                if step.keyset:
-                    params.setdefault("after", 0)
-                while max_rows is None or tally.moved < max_rows:
-                    limit = (
-                        batch_size if max_rows is None else min(batch_size, max_rows - tally.moved)
-                    )
-                    params["limit"] = limit
-                    async with conn.transaction():
-                        cur = await conn.execute(step.select_sql, params)
-                        ids = [r[0] for r in await cur.fetchall()]
-                        if not ids:
-                            break
-                        cur = await conn.execute(step.move_sql, {"ids": ids, "run_id": run_id})
-                        rows = await cur.fetchall()
-                        after = tally.plus(rows)
-                        await conn.execute(
-                            qualify(sql.UPDATE_RUN_COUNTS, prefix),
-                            {"id": run_id, "counts": Jsonb(after.as_json(audit))},
-                        )
-                        await record_events(
-                            conn,
-                            prefix,
-                            [
-                                AuditEvent(
-                                    actor=actor,
-                                    action=f"archive.{kind}.chunk",
-                                    target_type="archive_run",
-                                    target_id=str(run_id),
-                                    reason=reason,
-                                    run_id=run_id,
-                                    meta=_chunk_meta(rows, audit),
-                                )
-                            ],
-                        )
-                    advance(after.moved - tally.moved)
-                    tally = after
-                    if step.keyset:
-                        params["after"] = max(ids)
-                    if len(ids) < limit:
-                        break
-        status = "completed"
+            stopped = await _drive(
+                conn,
+                prefix,
+                run_id=run_id,
+                steps=steps,
+                batch_size=batch_size,
+                max_rows=max_rows,
+                tally_box=box,
+                advance=advance,
+                chunk_event=lambda rows: AuditEvent(
+                    actor=actor,
+                    action=f"{action}.chunk",
+                    target_type="archive_run",
+                    target_id=str(run_id),
+                    reason=reason,
+                    run_id=run_id,
+                    meta=_chunk_meta(rows, audit),
+                ),
+                audit=audit,
+                should_stop=should_stop,
+            )
+        status = "interrupted" if stopped else "completed"
     except (asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
         raise
     finally:
+        tally = box[0]
         finished_at = await _finish(
             conn, prefix, run_id, kind, actor, reason, status, tally, filter, clock, lock
         )
@@ -275,10 +308,58 @@ async def execute_run(
         duration_ms=round(elapsed * 1000),
         rows_per_s=round(tally.moved / elapsed, 1) if elapsed > 0 else 0.0,
         conflicts=list(conflicts)[:CONFLICT_LIST_LIMIT],
-        conflict_count=len(conflicts),
+        conflict_count=len(conflicts) if conflict_count is None else conflict_count,
         not_found=list(not_found),
         interrupted_runs=orphaned,
     )
+
+
+async def _drive(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    *,
+    run_id: uuid.UUID,
+    steps: Sequence[Step],
+    batch_size: int,
+    max_rows: int | None,
+    tally_box: list[_Tally],
+    advance: Advance,
+    chunk_event: Callable[[Sequence[tuple[Any, ...]]], AuditEvent],
+    audit: bool,
+    should_stop: Callable[[], bool],
+) -> bool:
+    """Move chunk after chunk; ``tally_box[0]`` is the tally of what has committed so far.
+    Returns True when ``should_stop`` ended the run early."""
+    for step in steps:
+        params = dict(step.params)
+        if step.keyset:
+            params.setdefault("after", 0)
+        while max_rows is None or tally_box[0].moved < max_rows:
+            tally = tally_box[0]
+            limit = batch_size if max_rows is None else min(batch_size, max_rows - tally.moved)
+            params["limit"] = limit
+            async with conn.transaction():
+                cur = await conn.execute(step.select_sql, params)
+                ids = [r[0] for r in await cur.fetchall()]
+                if not ids:
+                    break
+                cur = await conn.execute(step.move_sql, {"ids": ids, "run_id": run_id})
+                rows = await cur.fetchall()
+                after = tally.plus(rows)
+                await conn.execute(
+                    qualify(sql.UPDATE_RUN_COUNTS, prefix),
+                    {"id": run_id, "counts": Jsonb(after.as_json(audit))},
+                )
+                await record_events(conn, prefix, [chunk_event(rows)])
+            tally_box[0] = after
+            advance(after.moved - tally.moved)
+            if step.keyset:
+                params["after"] = max(ids)
+            if should_stop():
+                return True
+            if len(ids) < limit:
+                break
+    return False
 
 
 def _final_counts(tally: _Tally, audit: bool, elapsed: float) -> dict[str, Any]:
@@ -313,11 +394,11 @@ async def _finish(
                 [
                     AuditEvent(
                         actor=actor,
-                        action=f"archive.{kind}",
+                        action=ACTIONS[kind],
                         target_type="archive_run",
                         target_id=str(run_id),
                         reason=reason,
-                        result=status,
+                        result="ok" if status == "completed" else status,
                         run_id=run_id,
                         meta={"counts": counts, "filter": dict(filter)},
                     )
@@ -344,17 +425,18 @@ class ArchiveRequest:
 def _archive_filter(request: ArchiveRequest, limits: Mapping[str, datetime]) -> dict[str, Any]:
     return {
         "retention": format_retention(request.retention),
-        "cutoffs": {s: _iso(c) for s, c in limits.items()},
+        "cutoffs": {s: iso(c) for s, c in limits.items()},
         "queues": list(request.queues) or None,
         "batch_size": request.batch_size,
         "source": request.source,
     }
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with ``Z``, like every time in the JSON output."""
     stamp = as_utc(moment)
     assert stamp is not None
-    return stamp.isoformat()
+    return stamp.isoformat().replace("+00:00", "Z")
 
 
 def _queue_params(queues: Sequence[str]) -> dict[str, Any]:
@@ -410,6 +492,7 @@ async def archive_jobs(
     progress: ProgressFactory = no_progress,
     count_first: bool = True,
     skip_empty: bool = False,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> ArchiveRunResult | None:
     """Archive terminal jobs per ``request``; ``None`` when ``skip_empty`` and nothing matches."""
     check_batch_size(request.batch_size)
@@ -438,6 +521,8 @@ async def archive_jobs(
         progress=progress,
         max_rows=request.max_rows,
         conflicts=preview.conflicts if preview else (),
+        conflict_count=preview.conflict_count if preview else 0,
+        should_stop=should_stop,
     )
 
 
@@ -462,7 +547,7 @@ class AuditArchiveRequest:
 def _audit_filter(request: AuditArchiveRequest, cutoff: datetime) -> dict[str, Any]:
     return {
         "older_than": format_duration(request.older_than),
-        "cutoff": _iso(cutoff),
+        "cutoff": iso(cutoff),
         "batch_size": request.batch_size,
         "source": request.source,
     }
@@ -496,6 +581,7 @@ async def archive_audit(
     progress: ProgressFactory = no_progress,
     count_first: bool = True,
     skip_empty: bool = False,
+    should_stop: Callable[[], bool] = never_stop,
 ) -> ArchiveRunResult | None:
     """Move audit events older than ``request.older_than`` into ``powertools_audit_archive``."""
     check_batch_size(request.batch_size)
@@ -522,22 +608,29 @@ async def archive_audit(
         total=preview.total if preview else None,
         progress=progress,
         max_rows=request.max_rows,
+        should_stop=should_stop,
     )
 
 
 # -- entry points for the CLI (sync, own connection) -------------------------------------------
 def with_connection(
-    settings: Settings, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+    settings: Settings,
+    work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+    *,
+    stop: StopRequest | None = None,
 ) -> T:
-    """Open an autocommit connection for ``settings``, run ``work`` on it, translate errors."""
+    """Open an autocommit connection for ``settings``, run ``work`` on it, translate errors.
+
+    With ``stop``, SIGINT is routed to it for the duration (see ``StopRequest``).
+    """
     url = resolve_url(settings)
 
     async def main() -> T:
-        conn = await connect_async(url, autocommit=True)
+        conn = await connect_async(url, autocommit=True, application_name=APPLICATION_NAME)
         async with conn:
             return await work(conn)
 
-    with translated(url):
+    with translated(url), stop if stop is not None else nullcontext():
         return asyncio.run(main())
 
 
@@ -551,10 +644,10 @@ def run_archive(
     progress: ProgressFactory = no_progress,
 ) -> ArchivePreview | ArchiveRunResult:
     """``powertools archive run``: a preview when ``dry_run``, else the recorded run."""
-    from powertools_core.archive.policy import check_actor_reason
-
     who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+    check_batch_size(request.batch_size)
     prefix = settings.prefix
+    stop = StopRequest()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
         now = await db_now(conn)
@@ -562,15 +655,29 @@ def run_archive(
             if dry_run:
                 return await preview_audit_archive(conn, prefix, request, now)
             done = await archive_audit(
-                conn, prefix, request, actor=who, reason=why, now=now, progress=progress
+                conn,
+                prefix,
+                request,
+                actor=who,
+                reason=why,
+                now=now,
+                progress=progress,
+                should_stop=stop,
             )
         else:
             if dry_run:
                 return await preview_archive(conn, prefix, request, now)
             done = await archive_jobs(
-                conn, prefix, request, actor=who, reason=why, now=now, progress=progress
+                conn,
+                prefix,
+                request,
+                actor=who,
+                reason=why,
+                now=now,
+                progress=progress,
+                should_stop=stop,
             )
         assert done is not None
         return done
 
-    return with_connection(settings, work)
+    return with_connection(settings, work, stop=None if dry_run else stop)
