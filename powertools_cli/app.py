@@ -9,6 +9,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer._completion_classes import completion_init
 
 from powertools_cli.commands import (
+    archive,
     audit,
     cron,
     db,
@@ -57,6 +58,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(worker.app, name="worker")
 app.add_typer(ops.app, name="ops")
 app.add_typer(audit.app, name="audit")
+app.add_typer(archive.app, name="archive")
 app.add_typer(limiter.app, name="limiter")
 app.add_typer(cron.app, name="cron")
 app.add_typer(workflow.app, name="workflow")

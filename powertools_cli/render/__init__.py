@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from powertools_cli.render import ansi
+from powertools_cli.render import archive as _archive  # noqa: F401
 from powertools_cli.render import audit as _audit  # noqa: F401
 from powertools_cli.render import cron as _cron  # noqa: F401
 from powertools_cli.render import db as _db  # noqa: F401  (registers renderers)
