@@ -38,18 +38,48 @@ def key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:
     console.print(table)
 
 
+SHORT_CELL = 24
+"""Columns whose cells are all at most this long never wrap: ids, states, times, names."""
+COLUMN_GAP = 3
+"""Width a column costs besides its text (padding and separator), rounded up."""
+MIN_FLEX = 8
+"""Narrower than this a free-text column says nothing; then every column shrinks instead."""
+
+
 def table(
     console: Console,
     headers: Sequence[str],
     rows: Iterable[Sequence[Any]],
     *,
     title: str | None = None,
+    flex: Sequence[str] = (),
 ) -> None:
-    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
-    for h in headers:
-        t.add_column(h, overflow="fold")
-    for row in rows:
-        t.add_row(*["-" if v is None else str(v) for v in row])
+    """A table that stays readable in 80 columns: short columns never wrap; the ``flex``
+    columns (free text such as args or a reason) stay on one line and give up width to fit,
+    the first named first, down to an ellipsis; any other long column wraps."""
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [
+        max([len(h), *(len(row[i]) for row in cells if i < len(row))])
+        for i, h in enumerate(headers)
+    ]
+    excess = sum(widths) + COLUMN_GAP * (len(headers) - 1) - console.width
+    squeezable = [headers.index(h) for h in flex if h in headers]
+    for i in squeezable:
+        cut = max(0, min(excess, widths[i] - MIN_FLEX))
+        widths[i] -= cut
+        excess -= cut
+    t = Table(
+        box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False
+    )
+    for i, h in enumerate(headers):
+        if i in squeezable:
+            t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=widths[i])
+        elif widths[i] <= SHORT_CELL:
+            t.add_column(h, no_wrap=True, overflow="ellipsis")
+        else:
+            t.add_column(h, overflow="fold")
+    for row in cells:
+        t.add_row(*row)
     console.print(t)
 
 

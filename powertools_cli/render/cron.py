@@ -17,6 +17,13 @@ def _ts(moment: datetime | None) -> str:
     return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + "Z"
 
 
+def _minute(moment: datetime | None) -> str:
+    """A fire time to the minute (cron fires on minutes), UTC."""
+    if moment is None:
+        return "-"
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes") + "Z"
+
+
 def _last(decision: str | None, job_id: int | None) -> str:
     if decision is None:
         return "-"
@@ -33,18 +40,18 @@ def _list(result: CronListResult, console: Console) -> None:
                 e.name,
                 e.expression if e.timezone == "Etc/UTC" else f"{e.expression} {e.timezone}",
                 e.worker.rsplit(".", 1)[-1],
-                "paused" if e.paused else _ts(e.next_fire),
+                "paused" if e.paused else _minute(e.next_fire),
                 _last(e.last_decision, e.last_job_id),
-                e.overlap,
-                e.catch_up,
+                f"{e.overlap}/{e.catch_up}",
                 e.source,
             )
             for e in result.entries
         ]
         table(
             console,
-            ["name", "schedule", "worker", "next fire", "last", "overlap", "catch-up", "source"],
+            ["name", "schedule", "worker", "next fire", "last", "policy", "source"],
             rows,
+            flex=("last", "worker", "schedule", "name"),
         )
     seen = _ts(result.scheduler_last_seen) if result.scheduler_last_seen else "never"
     console.print(f"scheduler last seen: {seen}", markup=False, style="dim")

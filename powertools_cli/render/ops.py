@@ -6,9 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from powertools_cli.render.ansi import key_values, renders, table
 from powertools_core.ops.results import (
@@ -36,7 +34,7 @@ def when(value: datetime | None) -> str:
 
 
 def short_when(value: datetime | None) -> str:
-    return value.strftime("%m-%d %H:%M:%S") if value is not None else "-"
+    return value.strftime("%m-%d %H:%M") if value is not None else "-"
 
 
 def compact(value: Any, width: int = ARGS_WIDTH) -> str:
@@ -50,29 +48,16 @@ def counts_line(counts: dict[str, int]) -> str:
     return f"{' · '.join(shown) or 'no jobs'}  (total {sum(counts.values()):,})"
 
 
-# Column name -> (no_wrap, overflow, max_width)
-_COLUMN_STYLE: dict[str, tuple[bool, str, int | None]] = {
-    "id": (True, "fold", None),
-    "state": (True, "fold", None),
-    "attempt": (True, "fold", None),
-    "inserted": (True, "fold", None),
-    "at": (True, "fold", None),
-    "action": (True, "fold", None),
-    "target": (True, "ellipsis", 12),
-}
+FREE_TEXT = ("args", "reason", "error", "why", "target", "worker", "queue")
+"""Columns kept to one line in job and audit tables, cut in this order to fit the terminal
+(``ops show ID`` has the whole job)."""
 
 
 def grid(
     console: Console, headers: list[str], rows: list[list[Any]], *, title: str | None = None
 ) -> None:
     """A table whose short columns never wrap (long JSON is cut with an ellipsis instead)."""
-    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
-    for h in headers:
-        no_wrap, overflow, max_width = _COLUMN_STYLE.get(h, (False, "fold", None))
-        t.add_column(h, no_wrap=no_wrap, overflow=overflow, max_width=max_width)  # type: ignore[arg-type]
-    for row in rows:
-        t.add_row(*["-" if v is None else str(v) for v in row])
-    console.print(t)
+    table(console, headers, rows, title=title, flex=FREE_TEXT)
 
 
 def _plural(n: int, word: str) -> str:
@@ -251,13 +236,15 @@ def _action(result: ActionResult, console: Console) -> None:
             [j.id, j.reason, j.state, j.now_state, _REASONS.get(j.reason, "")]
             for j in result.skipped[:MAX_ROWS]
         ]
-        table(console, ["id", "skipped", "state", "now", "why"], rows, title="skipped")
+        table(
+            console, ["id", "skipped", "state", "now", "why"], rows, title="skipped", flex=FREE_TEXT
+        )
         if len(result.skipped) > MAX_ROWS:
             more = len(result.skipped) - MAX_ROWS
             console.print(f"… and {more:,} more (--format json lists all)", style="dim")
     if result.failed:
         rows = [[j.id, j.state, j.error] for j in result.failed[:MAX_ROWS]]
-        table(console, ["id", "state", "error"], rows, title="failed")
+        table(console, ["id", "state", "error"], rows, title="failed", flex=FREE_TEXT)
         if len(result.failed) > MAX_ROWS:
             more = len(result.failed) - MAX_ROWS
             console.print(f"… and {more:,} more (--format json lists all)", style="dim")
