@@ -20,11 +20,17 @@ def _duration(ms: float) -> str:
 
 def _header(result: DoctorResult) -> Text:
     db_version = result.oban_version_db
-    oban = f"Oban v{db_version}" if db_version is not None else "Oban version unknown"
+    expected = result.oban_version_expected
+    if db_version == expected:
+        oban = f"Oban v{db_version}"
+    elif db_version is None:
+        oban = f"Oban version unknown (expects v{expected})"
+    else:
+        oban = f"Oban v{db_version} (expects v{expected})"
     line = Text("powertools doctor", style="bold")
     line.append(
         f"  schema {result.prefix} · PostgreSQL {result.database.server_version} · {oban}"
-        f" (expects v{result.oban_version_expected})" + (" · strict" if result.strict else ""),
+        + (" · strict" if result.strict else ""),
         style="dim",
     )
     return line
