@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from powertools_core.workflows.context import WorkflowContext
+    from powertools_core.workflows.durable import DurableContext
 
 # Column order used by every SELECT that builds a Job (keep in sync with ``Job.from_row``).
 JOB_COLUMNS: Final = (
@@ -36,6 +40,10 @@ class Job:
     cancelled_at: datetime | None = None
     raw_args: dict[str, Any] = field(default_factory=dict)
     """The args exactly as stored (always a dict)."""
+    workflow_context: WorkflowContext | None = field(default=None, repr=False, compare=False)
+    """Loaded by the runtime before a workflow step runs (see :attr:`workflow`)."""
+    durable_context: DurableContext | None = field(default=None, repr=False, compare=False)
+    """Loaded by the runtime before a resumed durable step runs (see :attr:`durable`)."""
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...] | list[Any]) -> Job:
@@ -61,6 +69,34 @@ class Job:
             cancelled_at=row[17],
             raw_args=args,
         )
+
+    @property
+    def workflow(self) -> WorkflowContext:
+        """The workflow handle of a step: its dependencies' results, run-time fan-out.
+
+        Raises ``InvalidInput`` for a job that is not a workflow step, or one whose context the
+        runtime did not load (a step's ``perform`` called by hand).
+        """
+        if self.workflow_context is not None:
+            return self.workflow_context
+        from powertools_core.errors import InvalidInput
+
+        if "workflow_id" not in self.meta:
+            raise InvalidInput(f"job {self.id} is not a workflow step (it has no workflow_id)")
+        raise InvalidInput(
+            f"the workflow context of job {self.id} was not loaded",
+            hint="steps get it when `powertools worker run` runs them; in a test, call "
+            "powertools_core.workflows.context.load(conn, prefix, [job]) first",
+        )
+
+    @property
+    def durable(self) -> DurableContext:
+        """Where a durable job continues (``step``, ``state``) and the signal that woke it."""
+        if self.durable_context is None:
+            from powertools_core.workflows.durable import DurableContext
+
+            self.durable_context = DurableContext.from_meta(self.meta)
+        return self.durable_context
 
     @property
     def producer(self) -> str | None:

@@ -24,6 +24,7 @@ from powertools_core import telemetry
 from powertools_core.runtime import queries
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
 from powertools_core.runtime.outcomes import Ack
+from powertools_core.workflows import flush as effects_flush
 from powertools_core.workflows.hook import workflow_steps_acked
 
 
@@ -105,14 +106,34 @@ class Acker:
         await self.slot.reset()
 
     async def flush_now(self, batch: Sequence[Ack]) -> list[int]:
-        """Write ``batch`` at once (outside the loop); returns the committed ids."""
+        """Write ``batch`` at once (outside the loop); returns the committed ids.
+
+        Plain jobs: one autocommit statement. A batch holding workflow steps or durable jobs
+        (``Ack.effects``) is one transaction: the plain rows, the effects rows, their results,
+        signals and the promotion of dependents commit together (``workflows.flush``).
+        """
         conn = await self.slot.get()
-        cur = await conn.execute(self._sql, ack_params(batch), prepare=True)
-        rows = await cur.fetchall()
-        steps = [r[0] for r in rows if r[1]]
-        if steps:
-            await workflow_steps_acked(conn, self.prefix, steps)
-        return [r[0] for r in rows]
+        rich = [a for a in batch if a.effects is not None]
+        if not rich:
+            cur = await conn.execute(self._sql, ack_params(batch), prepare=True)
+            rows = await cur.fetchall()
+            steps = [r[0] for r in rows if r[1]]
+            if steps:
+                # Steps acked without effects (an Ack built elsewhere): promote them right
+                # after, as before; the reconciler covers a crash in between.
+                await workflow_steps_acked(conn, self.prefix, steps)
+            return [r[0] for r in rows]
+        plain = [a for a in batch if a.effects is None]
+        async with conn.transaction():
+            committed: list[int] = []
+            steps = []
+            if plain:
+                cur = await conn.execute(self._sql, ack_params(plain), prepare=True)
+                rows = await cur.fetchall()
+                committed = [r[0] for r in rows]
+                steps = [r[0] for r in rows if r[1]]
+            written = await effects_flush.write(conn, self.prefix, rich, also_promote=steps)
+        return committed + written.committed
 
     async def _one_by_one(self, batch: Sequence[Ack], exc: BaseException) -> tuple[list[int], int]:
         """A batch the server rejected (not a connection problem): write rows one at a time so

@@ -5,6 +5,11 @@ out and raises ``max_attempts`` by one so the snooze does not use up an attempt;
 ``Discard`` end the job with the reason appended to ``errors``; an exception (or a timeout)
 makes it ``retryable`` after the worker's backoff, or ``discarded`` once ``attempt`` has reached
 ``max_attempts``. Each error entry is ``{"at", "attempt", "error"}`` like Oban's.
+
+Workflow steps and durable jobs (``meta`` says which) get ``effects`` on their ack: the step's
+JSON result, the new ``meta.durable``, the signal to consume, whether to promote dependents.
+Their acks are written by ``workflows.flush`` in one transaction; plain jobs keep the cheap
+path (``effects`` is None and nothing here costs more than a dict lookup on an empty ``meta``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,38 @@ from typing import Any
 
 from powertools_core.jobs.model import Job
 from powertools_core.workers import Cancel, Discard, Snooze, exponential_backoff
+from powertools_core.workflows.builder import META_STEP, META_WORKFLOW_ID
+from powertools_core.workflows.durable import (
+    KEEP,
+    META_DURABLE,
+    Await,
+    Done,
+    DurableContext,
+    Next,
+    Stop,
+)
+from powertools_core.workflows.values import NotJSON, encode
+
+DURABLE_OUTCOMES = (Next, Await, Done, Stop)
+
+
+@dataclass(slots=True)
+class Effects:
+    """What an ack writes besides the job row (see ``workflows.flush``)."""
+
+    step: bool = False
+    """A workflow step: promote its dependents when it ends."""
+    result: str | None = None
+    """JSON text of the step's result (with ``record``)."""
+    record: bool = False
+    durable: str | None = None
+    """JSON text of the new ``meta.durable`` (None: unchanged)."""
+    consume: int | None = None
+    """The signal this attempt received, consumed when the ack commits."""
+    park: bool = False
+    """An ``Await``: re-check for a signal that arrived before the park."""
+    schedule: float | None = None
+    """Seconds from now for ``scheduled_at`` (an await's timeout, or 0 for ``Next``)."""
 
 
 @dataclass(slots=True)
@@ -34,6 +71,8 @@ class Ack:
     """The JSON text of the error entry to append, or None."""
     expected_stale: bool = False
     """An operator's cancel: the row is usually cancelled already, so no match is not stale."""
+    effects: Effects | None = None
+    """Workflow and durable effects; None for plain jobs (the autocommit group-commit path)."""
 
 
 def error_entry(attempt: int, text: str, at: datetime | None = None) -> str:
@@ -52,8 +91,19 @@ def completed(job: Job, producer: str) -> Ack:
     return Ack(job.id, job.attempt, producer, "completed")
 
 
-def from_result(job: Job, producer: str, result: Any) -> Ack:
+def from_result(
+    job: Job,
+    producer: str,
+    result: Any,
+    backoff: Callable[[int], float] = exponential_backoff,
+) -> Ack:
     """The ack for a ``perform`` that returned ``result``."""
+    if job.meta or isinstance(result, DURABLE_OUTCOMES):
+        return _with_effects(job, producer, result, backoff)
+    return _plain(job, producer, result)
+
+
+def _plain(job: Job, producer: str, result: Any) -> Ack:
     if isinstance(result, Snooze):
         return Ack(job.id, job.attempt, producer, "scheduled", delay=float(result.seconds), bump=1)
     if isinstance(result, Cancel):
@@ -75,16 +125,85 @@ def from_result(job: Job, producer: str, result: Any) -> Ack:
     return Ack(job.id, job.attempt, producer, "completed")
 
 
+def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int], float]) -> Ack:
+    """Outcomes of jobs with ``meta`` (workflow steps, durable jobs) or durable results."""
+    meta = job.meta
+    step = META_WORKFLOW_ID in meta
+    durable = META_DURABLE in meta or isinstance(result, DURABLE_OUTCOMES)
+    if not step and not durable:
+        return _plain(job, producer, result)
+    ctx = job.durable
+    consume = ctx.signal.id if ctx.signal is not None else None
+    if isinstance(result, Snooze):
+        return Ack(job.id, job.attempt, producer, "scheduled", delay=float(result.seconds), bump=1)
+    if isinstance(result, Cancel | Discard | Stop):
+        state = "discarded" if isinstance(result, Discard) else "cancelled"
+        return Ack(
+            job.id,
+            job.attempt,
+            producer,
+            state,
+            error=error_entry(job.attempt, result.reason),
+            effects=Effects(step=step, consume=consume),
+        )
+    try:
+        if isinstance(result, Next):
+            fx = Effects(step=step, consume=consume, schedule=0.0)
+            fx.durable = _durable_text(ctx, result.step, result.state)
+            return Ack(job.id, job.attempt, producer, "available", bump=1, effects=fx)
+        if isinstance(result, Await):
+            state = ctx.state if result.state is KEEP else result.state
+            waiting: dict[str, Any] = {"signals": list(result.signals)}
+            if result.timeout is not None:
+                waiting["timeout"] = result.timeout
+            fx = Effects(step=step, consume=consume, park=True, schedule=result.timeout)
+            fx.durable = _durable_text(ctx, result.step or ctx.step, state, waiting=waiting)
+            return Ack(job.id, job.attempt, producer, "suspended", bump=1, effects=fx)
+        value = result.result if isinstance(result, Done) else result
+        fx = Effects(step=step, consume=consume)
+        if step:
+            fx.result = encode(value, f"the result of workflow step {meta.get(META_STEP)!r}")
+            fx.record = True
+        if durable:
+            fx.durable = _durable_text(ctx, ctx.step, ctx.state, result=value)
+        return Ack(job.id, job.attempt, producer, "completed", effects=fx)
+    except NotJSON as exc:
+        return failed(job, producer, f"{type(exc).__name__}: {exc}", backoff)
+
+
+def _durable_text(
+    ctx: DurableContext,
+    step: str,
+    state: Any,
+    *,
+    waiting: dict[str, Any] | None = None,
+    result: Any = KEEP,
+) -> str:
+    """The new ``meta.durable`` as JSON text (``NotJSON`` when the state cannot be stored)."""
+    value: dict[str, Any] = {"step": step, "state": state}
+    if waiting is not None:
+        value["await"] = waiting
+    if result is not KEEP:
+        value["result"] = result
+    return encode(value, f"the durable state of step {step!r}")
+
+
 def failed(
     job: Job,
     producer: str,
     text: str,
     backoff: Callable[[int], float] = exponential_backoff,
 ) -> Ack:
-    """The ack for an attempt that failed with ``text``: retryable after backoff, or discarded."""
+    """The ack for an attempt that failed with ``text``: retryable after backoff, or discarded.
+
+    A workflow step that is discarded promotes (cascades to) its dependents; a retryable one
+    keeps them waiting and needs nothing more. The signal a failed attempt received is not
+    consumed: the retry gets it again.
+    """
     entry = error_entry(job.attempt, text)
     if job.attempt >= job.max_attempts:
-        return Ack(job.id, job.attempt, producer, "discarded", error=entry)
+        fx = Effects(step=True) if META_WORKFLOW_ID in job.meta else None
+        return Ack(job.id, job.attempt, producer, "discarded", error=entry, effects=fx)
     try:
         delay = max(0.0, float(backoff(job.attempt)))
     except Exception:
@@ -100,4 +219,5 @@ def cancelled_by_operator(job: Job, producer: str, reason: str) -> Ack:
         "cancelled",
         error=error_entry(job.attempt, reason),
         expected_stale=True,
+        effects=Effects(step=True) if META_WORKFLOW_ID in job.meta else None,
     )

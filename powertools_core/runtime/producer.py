@@ -31,6 +31,7 @@ from powertools_core.runtime.outcomes import Ack
 from powertools_core.runtime.release import Admission, release
 from powertools_core.runtime.threads import SyncRunner
 from powertools_core.workers import Worker, exponential_backoff, resolve
+from powertools_core.workflows import context as workflow_context
 
 OPERATOR_CANCEL = "cancelled by an operator while executing"
 SENDER_WINDOW = notify_module.WINDOW_S
@@ -295,11 +296,31 @@ class Producer:
                 self._lost_reply = not await self._give_back(jobs)
                 return None
         self.refused_last = len(rows) - len(jobs)
+        if jobs and any(j.meta for j in jobs):
+            jobs = await self._load_contexts(jobs)
         self.buffer.extend(jobs)
         self._fill()
         # Jobs refused by admission are not work: count only what will run, so a saturated
         # limit makes the producer wait instead of re-claiming the same jobs at once.
         return len(jobs)
+
+    async def _load_contexts(self, jobs: list[Job]) -> list[Job]:
+        """Workflow steps and resumed durable jobs get their context (deps' results, the
+        waking signal) before they start; if that read fails they are given back."""
+        needing = [j for j in jobs if workflow_context.needs_context(j)]
+        if not needing:
+            return jobs
+        try:
+            conn = await self.fetch_slot.get()
+            await workflow_context.load_async(conn, self.prefix, needing)
+        except Exception as exc:
+            log.error("producer %s: loading workflow context failed (%s)", self.queue, exc)
+            if isinstance(exc, DB_ERRORS):
+                await self.fetch_slot.reset()
+            self._lost_reply = not await self._give_back(needing)
+            skipped = {j.id for j in needing}
+            return [j for j in jobs if j.id not in skipped]
+        return jobs
 
     async def _give_back(self, jobs: list[Job]) -> bool:
         """Release a claimed batch that will not run; False when the database did not answer."""
@@ -399,7 +420,7 @@ class Producer:
             else:
                 self._fail(job, duration, "error", outcomes.format_exception(exc), worker.backoff)
             return
-        ack = outcomes.from_result(job, self.uuid, result)
+        ack = outcomes.from_result(job, self.uuid, result, worker.backoff)
         self._finish(job, ack)
         if telemetry.enabled("job.stop"):
             telemetry.emit(

@@ -39,9 +39,14 @@ __all__ = [
 def record_result(conn: psycopg.Connection[Any], prefix: str, job: Job | int, value: Any) -> None:
     """Store the JSON result of a workflow step (``job``) for its dependents to read."""
     from powertools_core.workflows import store
+    from powertools_core.workflows.values import NotJSON
 
     job_id = job if isinstance(job, int) else job.id
-    if not store.record_result(conn, prefix, job_id, value):
+    try:
+        stored = store.record_result(conn, prefix, job_id, value)
+    except NotJSON as exc:
+        raise InvalidInput(str(exc)) from None
+    if not stored:
         raise InvalidInput(f"job {job_id} is not a workflow step")
 
 

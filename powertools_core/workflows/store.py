@@ -9,7 +9,6 @@ state = 'suspended'`` makes a repeated pass a no-op.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any, Final
@@ -17,6 +16,8 @@ from typing import Any, Final
 import psycopg
 
 from powertools_core.db.identifiers import qualify
+from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
+from powertools_core.workflows.values import encode
 
 INSERT_WORKFLOW: Final = """
 INSERT INTO {prefix}.powertools_workflows (name) VALUES (%(name)s) RETURNING id
@@ -59,6 +60,7 @@ SELECT j.id
 FROM {prefix}.oban_jobs j
 JOIN {prefix}.powertools_workflow_steps s ON s.job_id = j.id
 WHERE j.state = 'suspended'
+  AND (j.meta -> 'durable' -> 'await') IS NULL
   AND (NOT EXISTS (
            SELECT 1
            FROM {prefix}.powertools_workflow_edges e
@@ -81,7 +83,8 @@ FOR UPDATE OF j SKIP LOCKED
 """
 
 # Decide for locked suspended steps (see graph.decide): a cascade edge from a failed dep
-# cancels, all deps terminal promotes, anything else waits. Returns (id, new state).
+# cancels, all deps terminal promotes, anything else waits. A durable step parked on a signal
+# is not a waiting dependent (only its signal or timeout wakes it). Returns (id, state, queue).
 SETTLE: Final = """
 WITH verdict AS (
     SELECT s.job_id,
@@ -112,7 +115,8 @@ SET state = (CASE
              ELSE j.errors END
 FROM verdict v
 WHERE j.id = v.job_id AND j.state = 'suspended' AND (v.cancel OR v.ready)
-RETURNING j.id, j.state::text
+  AND (j.meta -> 'durable' -> 'await') IS NULL
+RETURNING j.id, j.state::text, j.queue
 """
 
 RECORD_RESULT: Final = """
@@ -179,17 +183,24 @@ async def promote_async(
     conn: psycopg.AsyncConnection[Any], prefix: str, finished_job_ids: Sequence[int]
 ) -> int:
     """Async twin of :func:`promote` (the runtime's ack connection)."""
-    changed = 0
+    return len(await promote_rows_async(conn, prefix, finished_job_ids))
+
+
+async def promote_rows_async(
+    conn: psycopg.AsyncConnection[Any], prefix: str, finished_job_ids: Sequence[int]
+) -> list[tuple[int, str, str]]:
+    """:func:`promote_async` returning each changed step as (id, new state, queue)."""
+    changed: list[tuple[int, str, str]] = []
     frontier = list(finished_job_ids)
     async with own_tx_async(conn):
         while frontier:
-            cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier})
+            cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier}, prepare=True)
             locked = [r[0] for r in await cur.fetchall()]
             if not locked:
                 break
-            cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked})
-            rows = await cur.fetchall()
-            changed += len(rows)
+            cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked}, prepare=True)
+            rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            changed.extend(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
     return changed
 
@@ -197,22 +208,26 @@ async def promote_async(
 async def reconcile_async(
     conn: psycopg.AsyncConnection[Any], prefix: str, limit: int = 1000
 ) -> int:
-    """Async twin of :func:`reconcile` (the leader duty)."""
+    """Async twin of :func:`reconcile` (the leader duty); wakes the queues it made runnable."""
     async with own_tx_async(conn):
         cur = await conn.execute(_q(LOCK_STRANDED, prefix), {"limit": limit})
         locked = [r[0] for r in await cur.fetchall()]
         if not locked:
             return 0
         cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked})
-        rows = await cur.fetchall()
+        rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
         cancelled = [r[0] for r in rows if r[1] == "cancelled"]
-    extra = await promote_async(conn, prefix, cancelled) if cancelled else 0
-    return len(rows) + extra
+        if cancelled:
+            rows.extend(await promote_rows_async(conn, prefix, cancelled))
+        queues = sorted({q for _, state, q in rows if state == "available"})
+        if queues:
+            await conn.execute(NOTIFY_QUEUES, (insert_channel(prefix), queues))
+    return len(rows)
 
 
 def record_result(conn: psycopg.Connection[Any], prefix: str, job_id: int, value: Any) -> bool:
     """Store a step's JSON result; False when the job is not a workflow step."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = encode(value, f"the result of job {job_id}")
     row = conn.execute(_q(RECORD_RESULT, prefix), {"result": text, "job_id": job_id}).fetchone()
     return row is not None
 

@@ -1,0 +1,182 @@
+"""What a step sees while it runs: ``job.workflow`` and the signal in ``job.durable``.
+
+The runtime loads both right after the fetch, in one query per kind for the whole batch (plain
+jobs cost nothing: their ``meta`` is empty). A step reads the results of its *dependencies*
+only: those have ended before it was promoted, so what it reads is committed and final.
+Reading any other step's result could race that step, so it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+
+from powertools_core.db.identifiers import qualify
+from powertools_core.errors import InvalidInput
+from powertools_core.jobs.model import Job
+from powertools_core.workflows.builder import META_STEP, META_WORKFLOW_ID
+from powertools_core.workflows.durable import META_DURABLE, DurableContext, Signal, awaiting_meta
+
+# Every dependency of the given steps with its state and result.
+LOAD_DEPS: Final = """
+SELECT s.job_id, e.dep, ds.added_by, coalesce(dj.state::text, 'archived'), ds.result,
+       ds.result_at IS NOT NULL
+FROM {prefix}.powertools_workflow_steps s
+JOIN {prefix}.powertools_workflow_edges e ON e.workflow_id = s.workflow_id AND e.step = s.name
+JOIN {prefix}.powertools_workflow_steps ds
+  ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+WHERE s.job_id = ANY(%(ids)s::bigint[])
+"""
+
+# The oldest unconsumed signal matching what each resumed job awaited.
+LOAD_SIGNALS: Final = """
+SELECT DISTINCT ON (j.id) j.id, s.id, s.name, s.payload, s.inserted_at
+FROM {prefix}.oban_jobs j
+JOIN {prefix}.powertools_signals s
+  ON s.target = j.id::text AND s.consumed_at IS NULL
+ AND s.name IN (SELECT jsonb_array_elements_text(j.meta -> 'durable' -> 'await' -> 'signals'))
+WHERE j.id = ANY(%(ids)s::bigint[])
+ORDER BY j.id, s.id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """One dependency of the running step as it ended."""
+
+    name: str
+    state: str
+    added_by: str | None
+    has_result: bool
+    result: Any
+
+
+@dataclass(slots=True)
+class WorkflowContext:
+    """``job.workflow``: the running step's view of its workflow.
+
+    Example::
+
+        def perform(self, job):
+            rows = job.workflow.result("fetch")          # what "fetch" returned
+            for part in job.workflow.added_by("split").values(): ...   # fan-in
+    """
+
+    workflow_id: int
+    step: str
+    dependencies: dict[str, Dependency] = field(default_factory=dict)
+
+    def result(self, step: str) -> Any:
+        """The JSON result ``step`` returned; ``step`` must be one of this step's deps."""
+        dep = self._dep(step)
+        if not dep.has_result:
+            raise InvalidInput(
+                f"dependency {step!r} of step {self.step!r} ended {dep.state} without a result",
+                hint="use job.workflow.get(name, default) when a dep may fail (continue edges)",
+            )
+        return dep.result
+
+    def get(self, step: str, default: Any = None) -> Any:
+        """Like :meth:`result`, but ``default`` when the dependency left no result."""
+        dep = self._dep(step)
+        return dep.result if dep.has_result else default
+
+    def results(self) -> dict[str, Any]:
+        """Every dependency's result, by step name (deps without a result are left out)."""
+        return {n: d.result for n, d in sorted(self.dependencies.items()) if d.has_result}
+
+    def added_by(self, step: str) -> dict[str, Any]:
+        """The results of the steps ``step`` added at run time (this step's fan-in deps)."""
+        return {
+            n: d.result
+            for n, d in sorted(self.dependencies.items())
+            if d.added_by == step and d.has_result
+        }
+
+    def _dep(self, step: str) -> Dependency:
+        dep = self.dependencies.get(step)
+        if dep is None:
+            raise InvalidInput(
+                f"step {self.step!r} does not depend on {step!r}, so its result is not loaded",
+                hint="a step reads only its dependencies' results: add it to deps=[...]",
+            )
+        return dep
+
+
+def is_step(job: Job) -> bool:
+    return META_WORKFLOW_ID in job.meta
+
+
+def is_resumed(job: Job) -> bool:
+    return META_DURABLE in job.meta and awaiting_meta(job.meta) is not None
+
+
+def needs_context(job: Job) -> bool:
+    """Whether the runtime must load something before this job runs."""
+    meta = job.meta
+    return bool(meta) and (META_WORKFLOW_ID in meta or META_DURABLE in meta)
+
+
+def _new_context(job: Job) -> WorkflowContext:
+    return WorkflowContext(
+        workflow_id=int(job.meta[META_WORKFLOW_ID]), step=str(job.meta.get(META_STEP, ""))
+    )
+
+
+def _apply_deps(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
+    by_id = {j.id: j for j in jobs}
+    for job in by_id.values():
+        job.workflow_context = _new_context(job)
+    for job_id, name, added_by, state, result, has_result in rows:
+        ctx = by_id[job_id].workflow_context
+        assert ctx is not None
+        ctx.dependencies[name] = Dependency(name, state, added_by, bool(has_result), result)
+
+
+def _apply_signals(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
+    by_id = {j.id: j for j in jobs}
+    for job in by_id.values():
+        job.durable_context = DurableContext.from_meta(job.meta)
+    for job_id, signal_id, name, payload, at in rows:
+        ctx = by_id[job_id].durable_context
+        assert ctx is not None
+        ctx.signal = Signal(id=signal_id, name=name, payload=payload, inserted_at=at)
+        ctx.timed_out = False
+
+
+def _split(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
+    steps = [j for j in jobs if is_step(j)]
+    resumed = [j for j in jobs if is_resumed(j)]
+    return steps, resumed
+
+
+async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iterable[Job]) -> None:
+    """Attach ``job.workflow`` to steps and the waking signal to resumed durable jobs."""
+    steps, resumed = _split(jobs)
+    if steps:
+        cur = await conn.execute(
+            qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}, prepare=True
+        )
+        _apply_deps(steps, await cur.fetchall())
+    if resumed:
+        cur = await conn.execute(
+            qualify(LOAD_SIGNALS, prefix), {"ids": [j.id for j in resumed]}, prepare=True
+        )
+        _apply_signals(resumed, await cur.fetchall())
+
+
+def load(conn: psycopg.Connection[Any], prefix: str, jobs: Iterable[Job]) -> None:
+    """Sync twin of :func:`load_async` (for tests and scripts that call ``perform`` by hand)."""
+    steps, resumed = _split(jobs)
+    if steps:
+        rows = conn.execute(qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}).fetchall()
+        _apply_deps(steps, rows)
+    if resumed:
+        rows = conn.execute(
+            qualify(LOAD_SIGNALS, prefix), {"ids": [j.id for j in resumed]}
+        ).fetchall()
+        _apply_signals(resumed, rows)

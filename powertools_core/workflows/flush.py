@@ -1,0 +1,220 @@
+"""What the acker writes for workflow steps and durable jobs, inside the flush transaction.
+
+Plain jobs never come here: their outcomes go out through the one autocommit ``ACK`` statement.
+A flush that holds at least one ``Ack`` with ``effects`` runs as one transaction instead:
+
+1. ``ACK_EFFECTS``: the fenced job update plus ``meta.durable`` and, in the same statement, the
+   step results (a result is written only when its ack matched, never by a stale ack);
+2. the signals the attempts received are consumed;
+3. parked jobs re-check for a signal that arrived before they parked (a new statement, so a
+   fresh snapshot: see ``signals`` for why no wake-up is lost);
+4. dependents are promoted (under a savepoint: if promotion fails, the acks and results still
+   commit and the leader's reconciler repairs the promotion);
+5. the queues of jobs that became ``available`` are notified (delivered at commit).
+
+Dependents are therefore promoted in the transaction that records their dependencies'
+completion and results, and can never run before the results they read are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import psycopg
+
+from powertools_core.db.identifiers import qualify
+from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
+from powertools_core.runtime.outcomes import Ack
+from powertools_core.workflows import store
+
+log = logging.getLogger("powertools.workflows")
+
+TERMINAL: Final = frozenset({"completed", "discarded", "cancelled"})
+
+ACK_EFFECTS: Final = """
+WITH u AS MATERIALIZED (
+    SELECT *
+    FROM unnest(
+        %(ids)s::bigint[], %(attempts)s::integer[], %(producers)s::text[], %(states)s::text[],
+        %(delays)s::float8[], %(bumps)s::integer[], %(errors)s::text[], %(durables)s::text[],
+        %(results)s::text[], %(records)s::boolean[]
+    ) AS u(id, attempt, producer, state, delay, bump, error, durable, result, record)
+), acked AS (
+    UPDATE {prefix}.oban_jobs j
+    SET state = u.state::{prefix}.oban_job_state,
+        completed_at = CASE WHEN u.state = 'completed' THEN timezone('UTC', now())
+                            ELSE j.completed_at END,
+        cancelled_at = CASE WHEN u.state = 'cancelled' THEN timezone('UTC', now())
+                            ELSE j.cancelled_at END,
+        discarded_at = CASE WHEN u.state = 'discarded' THEN timezone('UTC', now())
+                            ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN u.delay IS NOT NULL
+                            THEN timezone('UTC', now()) + make_interval(secs => u.delay)
+                            ELSE j.scheduled_at END,
+        max_attempts = j.max_attempts + u.bump,
+        errors = CASE WHEN u.error IS NULL THEN j.errors
+                      ELSE array_append(j.errors, u.error::jsonb) END,
+        meta = CASE WHEN u.durable IS NULL THEN j.meta
+                    ELSE jsonb_set(j.meta, '{durable}', u.durable::jsonb) END
+    FROM u
+    WHERE j.id = u.id
+      AND j.state = 'executing'
+      AND j.attempt = u.attempt
+      AND j.attempted_by[2] = u.producer
+    RETURNING j.id, j.queue, j.state::text AS state
+), recorded AS (
+    UPDATE {prefix}.powertools_workflow_steps s
+    SET result = u.result::jsonb, result_at = timezone('UTC', now())
+    FROM acked a
+    JOIN u ON u.id = a.id
+    WHERE s.job_id = a.id AND u.record
+)
+SELECT id, queue, state FROM acked
+"""
+
+CONSUME_SIGNALS: Final = """
+UPDATE {prefix}.powertools_signals
+SET consumed_at = timezone('UTC', now())
+WHERE id = ANY(%(ids)s::bigint[]) AND consumed_at IS NULL
+"""
+
+# Parked jobs that already have a matching signal go straight back to available. A separate
+# statement (a snapshot taken after the park's row lock is held): a sender that committed
+# before it is seen here; one that commits later waits on the row lock and then sees the park.
+WAKE_PARKED: Final = """
+UPDATE {prefix}.oban_jobs j
+SET state = 'available', scheduled_at = timezone('UTC', now())
+WHERE j.id = ANY(%(ids)s::bigint[])
+  AND j.state = 'suspended'
+  AND EXISTS (
+      SELECT 1 FROM {prefix}.powertools_signals s
+      WHERE s.target = j.id::text AND s.consumed_at IS NULL
+        AND s.name IN (
+            SELECT jsonb_array_elements_text(j.meta -> 'durable' -> 'await' -> 'signals')))
+RETURNING j.id, j.queue
+"""
+
+
+@dataclass(slots=True)
+class Written:
+    """What one effects write did (for the acker's counters and the tests)."""
+
+    committed: list[int] = field(default_factory=list)
+    woken: list[int] = field(default_factory=list)
+    promoted: int = 0
+
+
+def params(batch: Sequence[Ack]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {
+        "ids": [],
+        "attempts": [],
+        "producers": [],
+        "states": [],
+        "delays": [],
+        "bumps": [],
+        "errors": [],
+        "durables": [],
+        "results": [],
+        "records": [],
+    }
+    for a in batch:
+        fx = a.effects
+        out["ids"].append(a.id)
+        out["attempts"].append(a.attempt)
+        out["producers"].append(a.producer)
+        out["states"].append(a.state)
+        out["delays"].append(_delay(a))
+        out["bumps"].append(a.bump)
+        out["errors"].append(a.error)
+        out["durables"].append(fx.durable if fx else None)
+        out["results"].append(fx.result if fx else None)
+        out["records"].append(bool(fx and fx.record))
+    return out
+
+
+def _delay(ack: Ack) -> float | None:
+    """Seconds from now for ``scheduled_at``, or None to keep it."""
+    if ack.state in ("scheduled", "retryable"):
+        return ack.delay
+    fx = ack.effects
+    if fx is not None and fx.schedule is not None:
+        return fx.schedule
+    return None
+
+
+async def write(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    batch: Sequence[Ack],
+    *,
+    also_promote: Sequence[int] = (),
+) -> Written:
+    """Write ``batch`` (acks with effects) in the caller's transaction; see the module doc.
+
+    ``also_promote`` are workflow steps acked by the plain statement in the same transaction.
+    """
+    out = Written()
+    queues: set[str] = set()
+    rows: list[Any] = []
+    if batch:
+        cur = await conn.execute(qualify(ACK_EFFECTS, prefix), params(batch), prepare=True)
+        rows = await cur.fetchall()
+    matched = {r[0]: r for r in rows}
+    out.committed = list(matched)
+    by_id = {a.id: a for a in batch if a.id in matched}
+    for _, queue, state in rows:
+        if state == "available":
+            queues.add(queue)
+    consume = [
+        a.effects.consume
+        for a in by_id.values()
+        if a.effects is not None and a.effects.consume is not None
+    ]
+    if consume:
+        await conn.execute(qualify(CONSUME_SIGNALS, prefix), {"ids": consume}, prepare=True)
+    parked = [
+        a.id
+        for a in by_id.values()
+        if a.effects is not None and a.effects.park and matched[a.id][2] == "suspended"
+    ]
+    if parked:
+        cur = await conn.execute(qualify(WAKE_PARKED, prefix), {"ids": parked}, prepare=True)
+        for job_id, queue in await cur.fetchall():
+            out.woken.append(job_id)
+            queues.add(queue)
+    finished = [
+        *also_promote,
+        *(
+            a.id
+            for a in by_id.values()
+            if a.effects is not None and a.effects.step and matched[a.id][2] in TERMINAL
+        ),
+    ]
+    if finished:
+        out.promoted = await _promote_guarded(conn, prefix, finished, queues)
+    if queues:
+        await conn.execute(NOTIFY_QUEUES, (insert_channel(prefix), sorted(queues)))
+    return out
+
+
+async def _promote_guarded(
+    conn: psycopg.AsyncConnection[Any], prefix: str, finished: list[int], queues: set[str]
+) -> int:
+    """Promote under a savepoint: an error here must not take the acks down with it."""
+    try:
+        async with conn.transaction():
+            rows = await store.promote_rows_async(conn, prefix, finished)
+    except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise
+        log.warning(
+            "workflows: promotion after ack of %d step(s) failed (%s); the reconciler repairs it",
+            len(finished),
+            exc,
+        )
+        return 0
+    queues.update(q for _, state, q in rows if state == "available")
+    return len(rows)
