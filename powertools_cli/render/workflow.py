@@ -33,6 +33,8 @@ def _label(step: StepView) -> str:
         parts.append(f"{step.duration_s:.2f}s")
     if step.blocker:
         parts.append(step.blocker)
+    if step.added_by:
+        parts.append(f"added by {step.added_by}")
     return "  ".join(parts)
 
 
@@ -47,6 +49,10 @@ def _show(result: WorkflowShowResult, console: Console) -> None:
     children: dict[str, list[str]] = {s.name: [] for s in result.steps}
     for edge in result.edges:
         children[edge.dep].append(edge.step)
+    for s in result.steps:
+        # A step added at run time with no deps of its own hangs under the step that added it.
+        if not s.deps and s.added_by in children:
+            children[s.added_by].append(s.name)
     tree = Tree(f"workflow {w.id}", guide_style="dim")
     drawn: set[str] = set()
 
@@ -63,7 +69,7 @@ def _show(result: WorkflowShowResult, console: Console) -> None:
             add(branch, child)
 
     for step in result.steps:
-        if not step.deps:
+        if not step.deps and step.added_by not in by_name:
             add(tree, step.name)
     console.print(tree)
 

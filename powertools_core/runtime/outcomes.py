@@ -14,6 +14,7 @@ path (``effects`` is None and nothing here costs more than a dict lookup on an e
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 from powertools_core.jobs.model import Job
 from powertools_core.workers import Cancel, Discard, Snooze, exponential_backoff
 from powertools_core.workflows.builder import META_STEP, META_WORKFLOW_ID
+from powertools_core.workflows.context import FanOut
 from powertools_core.workflows.durable import (
     KEEP,
     META_DURABLE,
@@ -42,8 +44,8 @@ DURABLE_OUTCOMES = (Next, Await, Done, Stop)
 class Effects:
     """What an ack writes besides the job row (see ``workflows.flush``)."""
 
-    step: bool = False
-    """A workflow step: promote its dependents when it ends."""
+    step: tuple[int, str] | None = None
+    """(workflow id, step name) of a workflow step: promote its dependents when it ends."""
     result: str | None = None
     """JSON text of the step's result (with ``record``)."""
     record: bool = False
@@ -55,6 +57,10 @@ class Effects:
     """An ``Await``: re-check for a signal that arrived before the park."""
     schedule: float | None = None
     """Seconds from now for ``scheduled_at`` (an await's timeout, or 0 for ``Next``)."""
+    fanout: FanOut | None = None
+    """Steps this attempt added to its workflow (``job.workflow.add``)."""
+    refuse: Callable[[str], Ack] | None = None
+    """The failed ack that replaces this one when the additions are refused at write time."""
 
 
 @dataclass(slots=True)
@@ -128,9 +134,9 @@ def _plain(job: Job, producer: str, result: Any) -> Ack:
 def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int], float]) -> Ack:
     """Outcomes of jobs with ``meta`` (workflow steps, durable jobs) or durable results."""
     meta = job.meta
-    step = META_WORKFLOW_ID in meta
+    step = step_of(job)
     durable = META_DURABLE in meta or isinstance(result, DURABLE_OUTCOMES)
-    if not step and not durable:
+    if step is None and not durable:
         return _plain(job, producer, result)
     ctx = job.durable
     consume = ctx.signal.id if ctx.signal is not None else None
@@ -150,6 +156,7 @@ def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int],
         if isinstance(result, Next):
             fx = Effects(step=step, consume=consume, schedule=0.0)
             fx.durable = _durable_text(ctx, result.step, result.state)
+            _attach_additions(fx, job, producer, backoff)
             return Ack(job.id, job.attempt, producer, "available", bump=1, effects=fx)
         if isinstance(result, Await):
             state = ctx.state if result.state is KEEP else result.state
@@ -158,17 +165,36 @@ def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int],
                 waiting["timeout"] = result.timeout
             fx = Effects(step=step, consume=consume, park=True, schedule=result.timeout)
             fx.durable = _durable_text(ctx, result.step or ctx.step, state, waiting=waiting)
+            _attach_additions(fx, job, producer, backoff)
             return Ack(job.id, job.attempt, producer, "suspended", bump=1, effects=fx)
         value = result.result if isinstance(result, Done) else result
         fx = Effects(step=step, consume=consume)
-        if step:
+        if step is not None:
             fx.result = encode(value, f"the result of workflow step {meta.get(META_STEP)!r}")
             fx.record = True
         if durable:
             fx.durable = _durable_text(ctx, ctx.step, ctx.state, result=value)
+        _attach_additions(fx, job, producer, backoff)
         return Ack(job.id, job.attempt, producer, "completed", effects=fx)
     except NotJSON as exc:
         return failed(job, producer, f"{type(exc).__name__}: {exc}", backoff)
+
+
+def step_of(job: Job) -> tuple[int, str] | None:
+    """(workflow id, step name) when ``job`` is a workflow step."""
+    meta = job.meta
+    if META_WORKFLOW_ID not in meta:
+        return None
+    return int(meta[META_WORKFLOW_ID]), str(meta.get(META_STEP, ""))
+
+
+def _attach_additions(
+    fx: Effects, job: Job, producer: str, backoff: Callable[[int], float]
+) -> None:
+    ctx = job.workflow_context
+    if ctx is not None and ctx.additions:
+        fx.fanout = FanOut(ctx.workflow_id, ctx.step, tuple(ctx.additions))
+        fx.refuse = functools.partial(failed, job, producer, backoff=backoff)
 
 
 def _durable_text(
@@ -202,7 +228,8 @@ def failed(
     """
     entry = error_entry(job.attempt, text)
     if job.attempt >= job.max_attempts:
-        fx = Effects(step=True) if META_WORKFLOW_ID in job.meta else None
+        step = step_of(job)
+        fx = Effects(step=step) if step is not None else None
         return Ack(job.id, job.attempt, producer, "discarded", error=entry, effects=fx)
     try:
         delay = max(0.0, float(backoff(job.attempt)))
@@ -219,5 +246,5 @@ def cancelled_by_operator(job: Job, producer: str, reason: str) -> Ack:
         "cancelled",
         error=error_entry(job.attempt, reason),
         expected_stale=True,
-        effects=Effects(step=True) if META_WORKFLOW_ID in job.meta else None,
+        effects=Effects(step=step_of(job)) if META_WORKFLOW_ID in job.meta else None,
     )

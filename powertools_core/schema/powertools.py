@@ -36,4 +36,17 @@ OBAN_JOBS_INDEXES: Final = {
         "(scheduled_at, id) WHERE state IN ('scheduled', 'retryable')"
     ),
     "powertools_oban_jobs_completed_at_index": "(completed_at) WHERE state = 'completed'",
+    "powertools_oban_jobs_await_deadline_index": (
+        "(scheduled_at, id) "
+        "WHERE state = 'suspended' AND (meta -> 'durable' -> 'await') ? 'timeout'"
+    ),
+}
+
+# Unique indexes powertools owns on Oban's table (kept apart: their remediation is CREATE UNIQUE
+# INDEX, and a duplicate already in the table must be resolved before one can be built).
+OBAN_JOBS_UNIQUE_INDEXES: Final = {
+    "powertools_oban_jobs_correlation_index": (
+        "((meta ->> 'correlation_key')) WHERE meta ? 'correlation_key' "
+        "AND state IN ('available', 'scheduled', 'executing', 'retryable', 'suspended')"
+    ),
 }

@@ -3,7 +3,9 @@
 - :class:`Workflow` declares steps and edges and inserts them atomically.
 - :func:`promote` moves dependents on when steps end (cascade or continue per edge);
   :func:`reconcile` repairs anything a crash left behind (the leader runs it as a duty).
-- :func:`record_result` / :func:`result` store and read a step's JSON result.
+- :func:`record_result` / :func:`result` store and read a step's JSON result (the runtime
+  records a step's return value itself; a running step reads its deps' via ``job.workflow``).
+- :func:`added_by` declares a fan-in on the steps another step adds at run time.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from powertools_core.workflows.builder import (
     InsertedWorkflow,
     Workflow,
 )
+from powertools_core.workflows.graph import AddedBy, added_by
 from powertools_core.workflows.store import promote, promote_async, reconcile, reconcile_async
 
 __all__ = [
     "META_STEP",
     "META_WORKFLOW_ID",
+    "AddedBy",
     "InsertedWorkflow",
     "Workflow",
+    "added_by",
     "promote",
     "promote_async",
     "reconcile",

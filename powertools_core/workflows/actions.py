@@ -40,14 +40,14 @@ SELECT_STEPS: Final = """
 SELECT s.name, s.job_id, j.worker, j.state::text, j.attempt, j.max_attempts,
        extract(epoch FROM coalesce(j.completed_at, j.discarded_at, j.cancelled_at)
                           - j.attempted_at)::float8,
-       (j.errors[array_length(j.errors, 1)] ->> 'error'), s.result_at IS NOT NULL
+       (j.errors[array_length(j.errors, 1)] ->> 'error'), s.result_at IS NOT NULL, s.added_by
 FROM {prefix}.powertools_workflow_steps s
 JOIN {prefix}.oban_jobs j ON j.id = s.job_id
 WHERE s.workflow_id = %(id)s
 """
 
 SELECT_EDGES: Final = """
-SELECT step, dep, on_failure FROM {prefix}.powertools_workflow_edges
+SELECT step, dep, on_failure, kind FROM {prefix}.powertools_workflow_edges
 WHERE workflow_id = %(id)s ORDER BY step, dep
 """
 
@@ -105,7 +105,7 @@ def show_workflow(settings: Settings, workflow_id: int) -> WorkflowShowResult:
         steps = conn.execute(qualify(SELECT_STEPS, prefix), {"id": workflow_id}).fetchall()
         edges = conn.execute(qualify(SELECT_EDGES, prefix), {"id": workflow_id}).fetchall()
     summary = _summary(tuple(row))
-    edge_views = [EdgeView(step=e[0], dep=e[1], on_failure=e[2]) for e in edges]
+    edge_views = [EdgeView(step=e[0], dep=e[1], on_failure=e[2], kind=e[3]) for e in edges]
     by_name = {s[0]: s for s in steps}
     order = graph.topo_order(
         sorted(by_name, key=lambda n: by_name[n][1]),
@@ -129,6 +129,7 @@ def show_workflow(settings: Settings, workflow_id: int) -> WorkflowShowResult:
                 ),
                 deps=sorted(deps),
                 has_result=s[8],
+                added_by=s[9],
             )
         )
     return WorkflowShowResult(workflow=summary, steps=views, edges=edge_views)

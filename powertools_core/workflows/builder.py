@@ -26,6 +26,39 @@ class InsertedWorkflow:
     job_ids: Mapping[str, int]
 
 
+def check_step_spec(name: str, spec: object) -> JobSpec:
+    if not isinstance(spec, JobSpec):
+        raise InvalidInput(f"step {name!r}: expected a JobSpec (Worker.new(...)), got {spec!r}")
+    if spec.receipt_key is not None:
+        raise InvalidInput(
+            f"step {name!r}: unique jobs cannot be workflow steps",
+            hint="pass unique=False to Worker.new",
+        )
+    return spec
+
+
+def step_edges(
+    name: str,
+    deps: Iterable[str | graph.AddedBy] | str | graph.AddedBy,
+    on_failure: str | Mapping[str, str],
+) -> list[graph.Edge]:
+    """The edges of step ``name`` (validated; ``on_failure`` one policy or one per dep)."""
+    if isinstance(deps, str | graph.AddedBy):
+        deps = (deps,)
+    kinds = graph.split_deps(deps, f"step {name!r}")
+    if name in kinds:
+        raise InvalidInput(f"step {name!r} depends on itself")
+    if isinstance(on_failure, Mapping):
+        extra = set(on_failure) - set(kinds)
+        if extra:
+            raise InvalidInput(f"step {name!r}: on_failure names non-deps {sorted(extra)}")
+        policies = {d: graph.check_policy(on_failure.get(d, "cascade"), name) for d in kinds}
+    else:
+        policy = graph.check_policy(on_failure, name)
+        policies = {d: policy for d in kinds}
+    return [graph.Edge(name, d, policies[d], kinds[d]) for d in kinds]
+
+
 class Workflow:
     """A DAG of jobs. Steps with dependencies wait in ``suspended`` until the deps end.
 
@@ -40,6 +73,10 @@ class Workflow:
     ``on_failure`` is per edge: ``"cascade"`` (default) cancels the step when that dep is
     discarded or cancelled (``cancelled_by_dependency``); ``"continue"`` treats the failed dep
     as satisfied. Give a mapping ``{dep: policy}`` to mix them.
+
+    Fan-out at run time: a running step calls ``job.workflow.add(name, spec)``; the steps are
+    inserted when its attempt is acked. ``deps=[added_by("split")]`` waits for ``split`` and
+    every step it added (fan-in).
     """
 
     def __init__(self, name: str) -> None:
@@ -60,37 +97,19 @@ class Workflow:
         self,
         name: str,
         spec: JobSpec,
-        deps: Iterable[str] = (),
+        deps: Iterable[str | graph.AddedBy] | str | graph.AddedBy = (),
         *,
         on_failure: str | Mapping[str, str] = "cascade",
     ) -> Workflow:
-        """Add a step; ``deps`` name earlier or later steps (checked at insert)."""
+        """Add a step; ``deps`` name earlier or later steps (checked at insert), or
+        ``added_by("x")`` for x and every step x adds while it runs (fan-in)."""
         graph.check_name(name)
         if name in self._steps:
             raise InvalidInput(f"{self.name}: duplicate step name {name!r}")
-        if not isinstance(spec, JobSpec):
-            raise InvalidInput(f"step {name!r}: expected a JobSpec (Worker.new(...)), got {spec!r}")
-        if spec.receipt_key is not None:
-            raise InvalidInput(
-                f"step {name!r}: unique jobs cannot be workflow steps",
-                hint="pass unique=False to Worker.new",
-            )
-        if isinstance(deps, str):
-            deps = (deps,)
-        dep_list = list(dict.fromkeys(deps))
-        if isinstance(on_failure, Mapping):
-            extra = set(on_failure) - set(dep_list)
-            if extra:
-                raise InvalidInput(f"step {name!r}: on_failure names non-deps {sorted(extra)}")
-            policies = {d: graph.check_policy(on_failure.get(d, "cascade"), name) for d in dep_list}
-        else:
-            policy = graph.check_policy(on_failure, name)
-            policies = {d: policy for d in dep_list}
-        for dep in dep_list:
-            graph.check_name(dep, f"step {name!r}: dependency name")
+        check_step_spec(name, spec)
         self._steps[name] = spec
         self._order.append(name)
-        self._edges.extend(graph.Edge(name, d, policies[d]) for d in dep_list)
+        self._edges.extend(step_edges(name, deps, on_failure))
         return self
 
     def validate(self) -> list[str]:
@@ -139,6 +158,7 @@ class Workflow:
                         "steps": [e.step for e in self._edges],
                         "deps": [e.dep for e in self._edges],
                         "policies": [e.policy for e in self._edges],
+                        "kinds": [e.kind for e in self._edges],
                     },
                 )
         return InsertedWorkflow(id=workflow_id, name=self.name, job_ids=ids)

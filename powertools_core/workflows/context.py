@@ -8,7 +8,7 @@ Reading any other step's result could race that step, so it is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -17,7 +17,14 @@ import psycopg
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
-from powertools_core.workflows.builder import META_STEP, META_WORKFLOW_ID
+from powertools_core.jobs.spec import JobSpec
+from powertools_core.workflows import graph
+from powertools_core.workflows.builder import (
+    META_STEP,
+    META_WORKFLOW_ID,
+    check_step_spec,
+    step_edges,
+)
 from powertools_core.workflows.durable import META_DURABLE, DurableContext, Signal, awaiting_meta
 
 # Every dependency of the given steps with its state and result.
@@ -55,6 +62,24 @@ class Dependency:
     result: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Addition:
+    """A step added at run time, inserted when the adding attempt is acked."""
+
+    name: str
+    spec: JobSpec
+    edges: tuple[graph.Edge, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """What one attempt added: ``additions`` to workflow ``workflow_id`` by step ``adder``."""
+
+    workflow_id: int
+    adder: str
+    additions: tuple[Addition, ...]
+
+
 @dataclass(slots=True)
 class WorkflowContext:
     """``job.workflow``: the running step's view of its workflow.
@@ -69,6 +94,50 @@ class WorkflowContext:
     workflow_id: int
     step: str
     dependencies: dict[str, Dependency] = field(default_factory=dict)
+    additions: list[Addition] = field(default_factory=list)
+
+    def add(
+        self,
+        name: str,
+        spec: JobSpec,
+        deps: Iterable[str | graph.AddedBy] | str | graph.AddedBy = (),
+        *,
+        on_failure: str | Mapping[str, str] = "cascade",
+    ) -> WorkflowContext:
+        """Add a step to this workflow (fan-out), e.g. one per file::
+
+            for f in files:
+                job.workflow.add(f"parse-{f}", Parse.new({"file": f}))
+
+        The steps are inserted when this attempt is acked (with ``Next``/``Await`` too), in the
+        same transaction, so a failed or retried attempt adds nothing twice. Their deps may be
+        steps added earlier in this run, this step itself, steps that have already ended, or
+        ``added_by(...)``. Names must be new in the workflow: a clash fails the attempt.
+        """
+        graph.check_name(name)
+        if name == self.step or any(a.name == name for a in self.additions):
+            raise InvalidInput(f"step {self.step!r} already adds or is a step named {name!r}")
+        check_step_spec(name, spec)
+        edges = step_edges(name, deps, on_failure)
+        self.additions.append(Addition(name, spec, tuple(edges)))
+        if edges:
+            self._check_cycles()
+        return self
+
+    def _check_cycles(self) -> None:
+        """Steps added in one run, with the fan-in edges ``added_by(this step)`` will get."""
+        names = [a.name for a in self.additions]
+        known = set(names)
+        edges = [e for a in self.additions for e in a.edges if e.dep in known]
+        for a in self.additions:
+            if any(e.kind == "added_by" and e.dep == self.step for e in a.edges):
+                edges += [
+                    graph.Edge(a.name, other, kind="added") for other in names if other != a.name
+                ]
+        cycle = graph.find_cycle(names, edges)
+        if cycle:
+            self.additions.pop()
+            raise InvalidInput(f"adding these steps makes a dependency cycle: {' -> '.join(cycle)}")
 
     def result(self, step: str) -> Any:
         """The JSON result ``step`` returned; ``step`` must be one of this step's deps."""

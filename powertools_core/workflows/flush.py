@@ -6,11 +6,13 @@ A flush that holds at least one ``Ack`` with ``effects`` runs as one transaction
 1. ``ACK_EFFECTS``: the fenced job update plus ``meta.durable`` and, in the same statement, the
    step results (a result is written only when its ack matched, never by a stale ack);
 2. the signals the attempts received are consumed;
-3. parked jobs re-check for a signal that arrived before they parked (a new statement, so a
+3. steps added at run time are inserted and fan-in edges materialised (``fanout``; its
+   ``check`` runs before step 1 and may turn an attempt into a failure);
+4. parked jobs re-check for a signal that arrived before they parked (a new statement, so a
    fresh snapshot: see ``signals`` for why no wake-up is lost);
-4. dependents are promoted (under a savepoint: if promotion fails, the acks and results still
+5. dependents are promoted (under a savepoint: if promotion fails, the acks and results still
    commit and the leader's reconciler repairs the promotion);
-5. the queues of jobs that became ``available`` are notified (delivered at commit).
+6. the queues of jobs that became ``available`` are notified (delivered at commit).
 
 Dependents are therefore promoted in the transaction that records their dependencies'
 completion and results, and can never run before the results they read are committed.
@@ -28,7 +30,7 @@ import psycopg
 from powertools_core.db.identifiers import qualify
 from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
 from powertools_core.runtime.outcomes import Ack
-from powertools_core.workflows import store
+from powertools_core.workflows import fanout, store
 
 log = logging.getLogger("powertools.workflows")
 
@@ -105,6 +107,9 @@ class Written:
     committed: list[int] = field(default_factory=list)
     woken: list[int] = field(default_factory=list)
     promoted: int = 0
+    added: int = 0
+    refused: list[int] = field(default_factory=list)
+    """Acks whose fan-out was refused (written as failed attempts instead)."""
 
 
 def params(batch: Sequence[Ack]) -> dict[str, list[Any]]:
@@ -158,6 +163,7 @@ async def write(
     """
     out = Written()
     queues: set[str] = set()
+    batch = await fanout.check(conn, prefix, batch, out.refused)
     rows: list[Any] = []
     if batch:
         cur = await conn.execute(qualify(ACK_EFFECTS, prefix), params(batch), prepare=True)
@@ -175,6 +181,19 @@ async def write(
     ]
     if consume:
         await conn.execute(qualify(CONSUME_SIGNALS, prefix), {"ids": consume}, prepare=True)
+    added = await fanout.insert(
+        conn,
+        prefix,
+        [a.effects.fanout for a in by_id.values() if a.effects and a.effects.fanout],
+    )
+    out.added = added.count
+    queues.update(added.queues)
+    targets = added.targets | {
+        a.effects.step
+        for a in by_id.values()
+        if a.effects is not None and a.effects.step is not None and matched[a.id][2] in TERMINAL
+    }
+    await fanout.materialize(conn, prefix, targets)
     parked = [
         a.id
         for a in by_id.values()
@@ -190,23 +209,30 @@ async def write(
         *(
             a.id
             for a in by_id.values()
-            if a.effects is not None and a.effects.step and matched[a.id][2] in TERMINAL
+            if a.effects is not None and a.effects.step is not None and matched[a.id][2] in TERMINAL
         ),
     ]
-    if finished:
-        out.promoted = await _promote_guarded(conn, prefix, finished, queues)
+    if finished or added.suspended:
+        out.promoted = await _promote_guarded(conn, prefix, finished, added.suspended, queues)
     if queues:
         await conn.execute(NOTIFY_QUEUES, (insert_channel(prefix), sorted(queues)))
     return out
 
 
 async def _promote_guarded(
-    conn: psycopg.AsyncConnection[Any], prefix: str, finished: list[int], queues: set[str]
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    finished: list[int],
+    new_steps: list[int],
+    queues: set[str],
 ) -> int:
-    """Promote under a savepoint: an error here must not take the acks down with it."""
+    """Promote dependents of ``finished`` and decide ``new_steps`` (just added, with deps) under
+    a savepoint: an error here must not take the acks down with it."""
     try:
         async with conn.transaction():
-            rows = await store.promote_rows_async(conn, prefix, finished)
+            rows = await store.promote_rows_async(conn, prefix, finished) if finished else []
+            if new_steps:
+                rows += await store.settle_rows_async(conn, prefix, new_steps)
     except psycopg.Error as exc:
         if conn.broken or conn.closed:
             raise

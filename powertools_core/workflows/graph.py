@@ -12,6 +12,10 @@ from powertools_core.errors import InvalidInput
 Policy = Literal["cascade", "continue"]
 POLICIES: Final = ("cascade", "continue")
 
+EdgeKind = Literal["step", "added_by", "added"]
+"""``step``: declared on a step; ``added_by``: on "the steps X adds at run time" (the dependent
+waits for X and all of them); ``added``: one such step, recorded when X added it."""
+
 NAME_MAX: Final = 200
 
 TERMINAL_STATES: Final = frozenset({"completed", "discarded", "cancelled"})
@@ -35,6 +39,38 @@ class Edge:
     step: str
     dep: str
     policy: Policy = "cascade"
+    kind: EdgeKind = "step"
+
+
+@dataclass(frozen=True, slots=True)
+class AddedBy:
+    """A fan-in dependency: step ``step`` and every step it adds while it runs."""
+
+    step: str
+
+
+def added_by(step: str) -> AddedBy:
+    """``deps=[added_by("split")]``: wait for ``split`` and all steps ``split`` adds at run time
+    (``job.workflow.add``), e.g. one per file; read their results with
+    ``job.workflow.added_by("split")``."""
+    return AddedBy(check_name(step, "added_by step"))
+
+
+def split_deps(deps: Iterable[str | AddedBy], where: str) -> dict[str, EdgeKind]:
+    """Dependency names with their edge kind (``added_by`` wins over a plain dep on the same
+    step); refuses anything that is not a name or ``added_by(name)``."""
+    out: dict[str, EdgeKind] = {}
+    for dep in deps:
+        if isinstance(dep, AddedBy):
+            out[dep.step] = "added_by"
+        elif isinstance(dep, str):
+            check_name(dep, f"{where}: dependency name")
+            out.setdefault(dep, "step")
+        else:
+            raise InvalidInput(
+                f"{where}: a dependency is a step name or added_by(name), got {dep!r}"
+            )
+    return out
 
 
 def check_name(name: object, what: str = "step name") -> str:

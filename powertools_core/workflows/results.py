@@ -45,12 +45,20 @@ class StepView(BaseModel):
     blocker: str | None = Field(description="workflow blocker code, e.g. waiting_on_dependencies")
     deps: list[str] = Field(description="the steps it waits for")
     has_result: bool = Field(description="whether a result was recorded")
+    added_by: str | None = Field(
+        default=None, description="the step that added it at run time (null: declared)"
+    )
 
 
 class EdgeView(BaseModel):
     step: str = Field(description="the dependent step")
     dep: str = Field(description="the step it depends on")
     on_failure: Literal["cascade", "continue"] = Field(description="policy when dep fails")
+    kind: Literal["step", "added_by", "added"] = Field(
+        default="step",
+        description="step (declared), added_by (dep and every step it adds), added (one of "
+        "those, recorded when it was added)",
+    )
 
 
 class WorkflowShowResult(CommandResult):

@@ -31,9 +31,10 @@ FROM unnest(%(names)s::text[], %(job_ids)s::bigint[], %(added_by)s::text[])
 """
 
 INSERT_EDGES: Final = """
-INSERT INTO {prefix}.powertools_workflow_edges (workflow_id, step, dep, on_failure)
-SELECT %(workflow_id)s, u.step, u.dep, u.policy
-FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[]) AS u(step, dep, policy)
+INSERT INTO {prefix}.powertools_workflow_edges (workflow_id, step, dep, on_failure, kind)
+SELECT %(workflow_id)s, u.step, u.dep, u.policy, u.kind
+FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[], %(kinds)s::text[])
+    AS u(step, dep, policy, kind)
 """
 
 # The suspended dependents of finished jobs, locked in id order (the serialisation point).
@@ -203,6 +204,18 @@ async def promote_rows_async(
             changed.extend(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
     return changed
+
+
+async def settle_rows_async(
+    conn: psycopg.AsyncConnection[Any], prefix: str, job_ids: Sequence[int]
+) -> list[tuple[int, str, str]]:
+    """Decide suspended steps the caller just inserted (and holds): promote, cascade, or wait."""
+    cur = await conn.execute(_q(SETTLE, prefix), {"ids": list(job_ids)}, prepare=True)
+    rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+    cancelled = [r[0] for r in rows if r[1] == "cancelled"]
+    if cancelled:
+        rows.extend(await promote_rows_async(conn, prefix, cancelled))
+    return rows
 
 
 async def reconcile_async(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from powertools_core import Worker
+from powertools_core.workflows import added_by
 
 
 class Step(Worker):
@@ -59,3 +60,45 @@ class NaNResult(Worker):
 
     def perform(self, job: Any) -> Any:
         return {"ratio": float("nan")}
+
+
+class Split(Worker):
+    """Adds one ``Part`` step per file (fan-out); with ``merge`` also a merge step that waits
+    for every other step it added; fails its first attempt after adding when ``flaky``."""
+
+    queue = "wf"
+    max_attempts = 3
+
+    def perform(self, job: Any) -> Any:
+        args = job.args.model_dump()
+        for name in args["files"]:
+            job.workflow.add(f"part-{name}", Part.new({"file": name}))
+        if args.get("merge"):
+            job.workflow.add("merge", Merge.new({}), deps=[added_by(job.workflow.step)])
+        if args.get("clash"):
+            job.workflow.add(args["clash"], Part.new({"file": "x"}))
+        if args.get("flaky") and job.attempt == 1:
+            raise RuntimeError("failed after adding")
+        return {"files": len(args["files"])}
+
+
+class Part(Worker):
+    queue = "wf"
+    max_attempts = 1
+
+    def perform(self, job: Any) -> Any:
+        name = job.args.model_dump()["file"]
+        if name.startswith("bad"):
+            raise RuntimeError(f"cannot read {name}")
+        return {"file": name, "size": len(name)}
+
+
+class Merge(Worker):
+    """Fan-in: sums the sizes the parts returned (what ``added_by`` gives it)."""
+
+    queue = "wf"
+    max_attempts = 1
+
+    def perform(self, job: Any) -> Any:
+        parts = job.workflow.added_by("split")
+        return {"total": sum(p["size"] for p in parts.values()), "parts": sorted(parts)}

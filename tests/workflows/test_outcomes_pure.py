@@ -82,7 +82,7 @@ def test_plain_jobs_get_no_effects() -> None:
 def test_a_completed_step_records_its_result() -> None:
     ack = outcomes.from_result(_job(STEP), "p", {"rows": [1, 2]})
     assert ack.state == "completed" and ack.effects is not None
-    assert (ack.effects.step, ack.effects.record) == (True, True)
+    assert (ack.effects.step, ack.effects.record) == ((1, "fetch"), True)
     assert json.loads(ack.effects.result or "") == {"rows": [1, 2]}
     none = outcomes.from_result(_job(STEP), "p", None)
     assert none.effects is not None and none.effects.result == "null" and none.effects.record
