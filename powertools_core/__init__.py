@@ -12,28 +12,38 @@ from powertools_core.jobs.spec import BulkInsertResult, InsertResult, JobSpec, U
 from powertools_core.limits.declarations import ConcurrencyLimit, RateLimit
 from powertools_core.version import __version__
 from powertools_core.workers import Cancel, Discard, Redacted, Snooze, Worker, worker
-from powertools_core.workflows import Workflow
+from powertools_core.workflows import Workflow, added_by
+from powertools_core.workflows.durable import Await, Done, Next, Stop, correlate
+from powertools_core.workflows.signals import signal, signal_async
 
 __all__ = [
+    "Await",
     "BulkInsertResult",
     "Cancel",
     "ConcurrencyLimit",
     "Cron",
     "Discard",
+    "Done",
     "InsertResult",
     "Job",
     "JobSpec",
+    "Next",
     "PowertoolsError",
     "RateLimit",
     "Redacted",
     "Settings",
     "Snooze",
+    "Stop",
     "Unique",
     "Worker",
     "Workflow",
     "__version__",
+    "added_by",
+    "correlate",
     "insert_all",
     "insert_all_async",
     "load_settings",
+    "signal",
+    "signal_async",
     "worker",
 ]

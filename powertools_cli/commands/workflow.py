@@ -30,11 +30,12 @@ from powertools_core.workflows.results import (
     WorkflowListResult,
     WorkflowShowResult,
 )
+from powertools_core.workflows.signals import SignalResult
 
 app = typer.Typer(
     name="workflow",
-    help="Workflows (DAGs of jobs): list, show step by step with blockers, cancel, retry."
-    "\n\nExample: powertools workflow show 42",
+    help="Workflows (DAGs of jobs) and durable jobs: list, show step by step with blockers, "
+    "cancel, retry, signal.\n\nExample: powertools workflow show 42",
     no_args_is_help=True,
 )
 
@@ -53,6 +54,40 @@ Yes = Annotated[
     typer.Option(
         "--yes", "-y", help="Do not ask for confirmation (required when stdin is not a terminal)."
     ),
+]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Show what the signal would do; send nothing.")
+]
+Target = Annotated[
+    str,
+    typer.Argument(
+        metavar="TARGET",
+        help="The durable job: its id (all digits) or its correlation key.",
+        show_default=False,
+    ),
+]
+SignalName = Annotated[
+    str, typer.Argument(metavar="NAME", help="The signal's name, e.g. approved.")
+]
+Payload = Annotated[
+    str | None,
+    typer.Option(
+        "--payload",
+        help='JSON payload, e.g. \'{"by": "alice"}\' (default null).',
+        show_default=False,
+    ),
+]
+DedupeKey = Annotated[
+    str | None,
+    typer.Option(
+        "--dedupe-key",
+        help="Send at most once per job with this key (a repeat is a no-op).",
+        show_default=False,
+    ),
+]
+ByKey = Annotated[
+    bool,
+    typer.Option("--key", help="TARGET is a correlation key even if it is all digits."),
 ]
 StepOpt = Annotated[
     str | None,
@@ -216,5 +251,67 @@ def retry_command(
         from powertools_core.workflows.operate import retry_workflow
 
         return retry_workflow(settings, workflow_id, step=step, actor=who, reason=reason)
+
+    out.run(call)
+
+
+@app.command("signal")
+@common.returns(SignalResult)
+def signal_command(
+    target: Target,
+    name: SignalName,
+    payload: Payload = None,
+    dedupe_key: DedupeKey = None,
+    by_key: ByKey = False,
+    actor: Actor = None,
+    reason: Reason = None,
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    database_url: DatabaseUrl = None,
+    prefix: Prefix = None,
+    fmt: OutputFormat = Format.ansi,
+    no_color: NoColor = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Send a signal to a durable job (audited): it is kept until a step awaiting NAME takes
+    it, and wakes the job now if it is parked on NAME. A repeat with the same --dedupe-key is
+    a no-op.
+
+    Examples:
+
+    $ powertools workflow signal order-17 approved --payload '{"by": "alice"}' --actor alice
+    --reason "approved by phone" --yes
+
+    $ powertools workflow signal 4211 approved --dry-run
+    """
+    import json
+
+    from powertools_core.errors import InvalidInput
+
+    out = common.output("workflow signal", fmt, no_color, verbose, quiet)
+    settings = common.settings(out, database_url=database_url, prefix=prefix)
+    try:
+        value = None if payload is None else json.loads(payload)
+    except json.JSONDecodeError as exc:
+        out.fail(InvalidInput(f"--payload is not valid JSON: {exc}", hint="e.g. --payload '{}'"))
+    who = None if dry_run else _guard(out, settings, actor, reason, yes, f"Signal {target}")
+
+    def call() -> SignalResult:
+        from powertools_core.db.connection import resolve_url
+        from powertools_core.workflows.signals import signal_command as send
+
+        return send(
+            resolve_url(settings),
+            settings.prefix,
+            target,
+            name,
+            value,
+            dedupe_key=dedupe_key,
+            actor=who or "",
+            reason=" ".join((reason or "").split()),
+            dry_run=dry_run,
+            by_key=by_key,
+        )
 
     out.run(call)

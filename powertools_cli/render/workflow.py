@@ -12,6 +12,7 @@ from powertools_core.workflows.results import (
     WorkflowListResult,
     WorkflowShowResult,
 )
+from powertools_core.workflows.signals import SignalResult
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -35,6 +36,13 @@ def _label(step: StepView) -> str:
         parts.append(step.blocker)
     if step.added_by:
         parts.append(f"added by {step.added_by}")
+    if step.durable_step:
+        parts.append(f"at {step.durable_step}")
+    if step.awaiting and step.blocker in ("waiting_on_signal", "expired_wait"):
+        wait = f"awaits {', '.join(step.awaiting)}"
+        if step.wait_until is not None:
+            wait += f" until {step.wait_until.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        parts.append(wait)
     return "  ".join(parts)
 
 
@@ -86,3 +94,31 @@ def _action(result: WorkflowActionResult, console: Console) -> None:
     if result.signalled:
         ids = ", ".join(str(i) for i in result.signalled)
         console.print(f"told executing job(s) to stop: {ids}", markup=False)
+
+
+@renders(SignalResult)
+def _signal(result: SignalResult, console: Console) -> None:
+    job = f"{result.job_id}" + (f" ({result.correlation_key})" if result.correlation_key else "")
+    awaiting = ", ".join(result.awaiting) or "-"
+    if result.dry_run:
+        verdict = (
+            "duplicate: would do nothing"
+            if result.duplicate
+            else ("would wake the job" if result.woke else "would be kept until a step awaits it")
+        )
+    elif result.duplicate:
+        verdict = f"duplicate: signal {result.signal_id} was already sent; nothing changed"
+    elif result.woke:
+        verdict = f"signal {result.signal_id} delivered; the job is runnable again"
+    else:
+        verdict = f"signal {result.signal_id} kept until a step awaits {result.name!r}"
+    key_values(
+        console,
+        [
+            ("job", job),
+            ("state", result.job_state),
+            ("awaiting", awaiting),
+            ("signal", result.name),
+            ("result", verdict),
+        ],
+    )

@@ -40,7 +40,8 @@ SELECT_STEPS: Final = """
 SELECT s.name, s.job_id, j.worker, j.state::text, j.attempt, j.max_attempts,
        extract(epoch FROM coalesce(j.completed_at, j.discarded_at, j.cancelled_at)
                           - j.attempted_at)::float8,
-       (j.errors[array_length(j.errors, 1)] ->> 'error'), s.result_at IS NOT NULL, s.added_by
+       (j.errors[array_length(j.errors, 1)] ->> 'error'), s.result_at IS NOT NULL, s.added_by,
+       j.meta -> 'durable', j.scheduled_at
 FROM {prefix}.powertools_workflow_steps s
 JOIN {prefix}.oban_jobs j ON j.id = s.job_id
 WHERE s.workflow_id = %(id)s
@@ -115,6 +116,10 @@ def show_workflow(settings: Settings, workflow_id: int) -> WorkflowShowResult:
     for name in order:
         s = by_name[name]
         deps = {e.dep: (by_name[e.dep][3], e.on_failure) for e in edge_views if e.step == name}
+        durable = s[10] if isinstance(s[10], dict) else None
+        waiting = (
+            durable.get("await") if durable and isinstance(durable.get("await"), dict) else None
+        )
         views.append(
             StepView(
                 name=name,
@@ -125,11 +130,21 @@ def show_workflow(settings: Settings, workflow_id: int) -> WorkflowShowResult:
                 max_attempts=s[5],
                 duration_s=s[6],
                 blocker=graph.blocker(
-                    s[3], deps, errors_tail=s[7], cancel_requested=summary.state == "cancelled"
+                    s[3],
+                    deps,
+                    errors_tail=s[7],
+                    cancel_requested=summary.state == "cancelled",
+                    awaiting=waiting is not None,
+                    expired=bool(waiting and waiting.get("expired")),
                 ),
                 deps=sorted(deps),
                 has_result=s[8],
                 added_by=s[9],
+                durable_step=durable.get("step") if durable else None,
+                awaiting=list(waiting.get("signals") or []) if waiting else [],
+                wait_until=s[11]
+                if waiting and "timeout" in waiting and s[3] == "suspended"
+                else None,
             )
         )
     return WorkflowShowResult(workflow=summary, steps=views, edges=edge_views)

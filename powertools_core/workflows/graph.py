@@ -27,6 +27,8 @@ WAITING_ON_RETRYABLE_DEPENDENCY: Final = "waiting_on_retryable_dependency"
 CANCELLED_BY_DEPENDENCY: Final = "cancelled_by_dependency"
 CANCEL_REQUESTED: Final = "cancel_requested"
 READY_TO_PROMOTE: Final = "ready_to_promote"
+WAITING_ON_SIGNAL: Final = "waiting_on_signal"
+EXPIRED_WAIT: Final = "expired_wait"
 
 CANCELLED_BY_DEPENDENCY_PREFIX: Final = CANCELLED_BY_DEPENDENCY + ":"
 """How a cascade cancellation is written into the job's ``errors`` (followed by the dep name)."""
@@ -181,9 +183,13 @@ def blocker(
     *,
     errors_tail: str | None = None,
     cancel_requested: bool = False,
+    awaiting: bool = False,
+    expired: bool = False,
 ) -> str | None:
     """The workflow blocker code of one step from its job state and its deps' (state, policy).
 
+    A durable step parked by ``Await`` is ``waiting_on_signal``; one whose wait timed out and
+    has not resumed yet is ``expired_wait``.
     A suspended step waits on dependencies (on a retryable one when any dep is retryable);
     it is ``ready_to_promote`` when every dep is terminal and none cascades a failure (the
     reconciler's case). A cancelled step whose last error names a cascade is
@@ -191,6 +197,10 @@ def blocker(
     """
     if state == "cancelled" and errors_tail and errors_tail.startswith(CANCELLED_BY_DEPENDENCY):
         return CANCELLED_BY_DEPENDENCY
+    if expired and state in ("available", "scheduled"):
+        return EXPIRED_WAIT
+    if awaiting and state == "suspended":
+        return CANCEL_REQUESTED if cancel_requested else WAITING_ON_SIGNAL
     if state != "suspended":
         if cancel_requested and state == "executing":
             return CANCEL_REQUESTED

@@ -48,6 +48,15 @@ class StepView(BaseModel):
     added_by: str | None = Field(
         default=None, description="the step that added it at run time (null: declared)"
     )
+    durable_step: str | None = Field(
+        default=None, description="a durable job's current step (Next/Await), or null"
+    )
+    awaiting: list[str] = Field(
+        default=[], description="signal names a parked (or just woken) durable step waits for"
+    )
+    wait_until: Utc | None = Field(
+        default=None, description="when a parked step's Await times out (UTC), or null"
+    )
 
 
 class EdgeView(BaseModel):
