@@ -12,12 +12,13 @@ from powertools_core.jobs.spec import BulkInsertResult, InsertResult, JobSpec, U
 from powertools_core.limits.declarations import ConcurrencyLimit, RateLimit
 from powertools_core.version import __version__
 from powertools_core.workers import Cancel, Discard, Redacted, Snooze, Worker, worker
-from powertools_core.workflows import Workflow, added_by
+from powertools_core.workflows import Batch, Workflow, added_by
 from powertools_core.workflows.durable import Await, Done, Next, Stop, correlate
 from powertools_core.workflows.signals import signal, signal_async
 
 __all__ = [
     "Await",
+    "Batch",
     "BulkInsertResult",
     "Cancel",
     "ConcurrencyLimit",

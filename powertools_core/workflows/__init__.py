@@ -16,6 +16,7 @@ import psycopg
 
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
+from powertools_core.workflows.batch import Batch, BatchSummary, InsertedBatch
 from powertools_core.workflows.builder import (
     META_STEP,
     META_WORKFLOW_ID,
@@ -29,6 +30,9 @@ __all__ = [
     "META_STEP",
     "META_WORKFLOW_ID",
     "AddedBy",
+    "Batch",
+    "BatchSummary",
+    "InsertedBatch",
     "InsertedWorkflow",
     "Workflow",
     "added_by",

@@ -26,7 +26,10 @@ STATES: Final = ("running", "completed", "failed", "cancelled")
 
 SELECT_WORKFLOWS: Final = """
 SELECT w.id, w.name, w.inserted_at, w.cancelled_at IS NOT NULL,
-       coalesce(array_agg(j.state::text) FILTER (WHERE j.id IS NOT NULL), '{}')
+       coalesce(array_agg(j.state::text) FILTER (WHERE j.id IS NOT NULL), '{}'),
+       w.kind,
+       count(*) FILTER (WHERE j.state = 'cancelled'
+                        AND j.errors[array_length(j.errors, 1)] ->> 'error' LIKE 'not_needed:%%')
 FROM {prefix}.powertools_workflows w
 LEFT JOIN {prefix}.powertools_workflow_steps s ON s.workflow_id = w.id
 LEFT JOIN {prefix}.oban_jobs j ON j.id = s.job_id
@@ -53,14 +56,19 @@ WHERE workflow_id = %(id)s ORDER BY step, dep
 """
 
 
-def workflow_state(cancelled: bool, states: Iterable[str]) -> WorkflowState:
-    """Cancelled by an operator, running while any step can still run, else completed/failed."""
+def workflow_state(cancelled: bool, states: Iterable[str], not_needed: int = 0) -> WorkflowState:
+    """Cancelled by an operator, running while any step can still run, else completed/failed.
+
+    ``not_needed`` steps (cancelled because their condition did not hold, e.g. a batch's
+    on_discard when nothing was discarded) do not make a workflow failed.
+    """
     if cancelled:
         return "cancelled"
     seen = list(states)
     if any(s not in graph.TERMINAL_STATES for s in seen):
         return "running"
-    return "completed" if all(s == "completed" for s in seen) else "failed"
+    failed = sum(1 for s in seen if s != "completed") - not_needed
+    return "completed" if failed <= 0 else "failed"
 
 
 def _summary(row: tuple[Any, ...]) -> WorkflowSummary:
@@ -68,7 +76,8 @@ def _summary(row: tuple[Any, ...]) -> WorkflowSummary:
     return WorkflowSummary(
         id=row[0],
         name=row[1],
-        state=workflow_state(row[3], states),
+        state=workflow_state(row[3], states, int(row[6] or 0)),
+        kind=row[5],
         inserted_at=row[2],
         steps=len(states),
         counts=dict(sorted(Counter(states).items())),

@@ -81,6 +81,9 @@ class Workflow:
 
     def __init__(self, name: str) -> None:
         self.name = graph.check_name(name, "workflow name")
+        self.kind = "workflow"
+        self.run_if: dict[str, graph.RunIf] = {}
+        """Steps that run only under a condition on their deps (a batch's on_discard)."""
         self._steps: dict[str, JobSpec] = {}
         self._order: list[str] = []
         self._edges: list[graph.Edge] = []
@@ -135,7 +138,9 @@ class Workflow:
         pg = sync_connection(conn)
         schema = default_prefix(prefix)
         with caller_errors(), store.own_tx(pg):
-            row = pg.execute(qualify(store.INSERT_WORKFLOW, schema), {"name": self.name}).fetchone()
+            row = pg.execute(
+                qualify(store.INSERT_WORKFLOW, schema), {"name": self.name, "kind": self.kind}
+            ).fetchone()
             assert row is not None
             workflow_id = int(row[0])
             named = self.specs(workflow_id)
@@ -148,6 +153,7 @@ class Workflow:
                     "names": list(ids),
                     "job_ids": list(ids.values()),
                     "added_by": [None] * len(ids),
+                    "run_if": [self.run_if.get(n) for n in ids],
                 },
             )
             if self._edges:

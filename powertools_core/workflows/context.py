@@ -19,6 +19,7 @@ from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
 from powertools_core.jobs.spec import JobSpec
 from powertools_core.workflows import graph
+from powertools_core.workflows.batch import META_BATCH_CALLBACK, BatchSummary
 from powertools_core.workflows.builder import (
     META_STEP,
     META_WORKFLOW_ID,
@@ -37,6 +38,18 @@ JOIN {prefix}.powertools_workflow_steps ds
   ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
 LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
 WHERE s.job_id = ANY(%(ids)s::bigint[])
+"""
+
+# How the members of each batch callback ended (a callback does not load member results).
+LOAD_BATCH: Final = """
+SELECT s.job_id, coalesce(dj.state::text, 'archived'), count(*)
+FROM {prefix}.powertools_workflow_steps s
+JOIN {prefix}.powertools_workflow_edges e ON e.workflow_id = s.workflow_id AND e.step = s.name
+JOIN {prefix}.powertools_workflow_steps ds
+  ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+WHERE s.job_id = ANY(%(ids)s::bigint[])
+GROUP BY s.job_id, 2
 """
 
 # The oldest unconsumed signal matching what each resumed job awaited.
@@ -95,6 +108,8 @@ class WorkflowContext:
     step: str
     dependencies: dict[str, Dependency] = field(default_factory=dict)
     additions: list[Addition] = field(default_factory=list)
+    batch: BatchSummary | None = None
+    """In a batch callback: how the batch's jobs ended (``None`` in other steps)."""
 
     def add(
         self,
@@ -217,15 +232,39 @@ def _apply_signals(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
         ctx.timed_out = False
 
 
-def _split(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
-    steps = [j for j in jobs if is_step(j)]
+def _apply_batch(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
+    by_id = {j.id: j for j in jobs}
+    counts: dict[int, dict[str, int]] = {j: {} for j in by_id}
+    for job_id, state, n in rows:
+        counts[job_id][state] = int(n)
+    for job_id, job in by_id.items():
+        ctx = _new_context(job)
+        ctx.batch = BatchSummary(
+            batch_id=ctx.workflow_id,
+            callback=str(job.meta[META_BATCH_CALLBACK]),
+            total=sum(counts[job_id].values()),
+            counts=dict(sorted(counts[job_id].items())),
+        )
+        job.workflow_context = ctx
+
+
+def _split(jobs: Iterable[Job]) -> tuple[list[Job], list[Job], list[Job]]:
+    all_steps = [j for j in jobs if is_step(j)]
+    callbacks = [j for j in all_steps if META_BATCH_CALLBACK in j.meta]
+    steps = [j for j in all_steps if META_BATCH_CALLBACK not in j.meta]
     resumed = [j for j in jobs if is_resumed(j)]
-    return steps, resumed
+    return steps, callbacks, resumed
 
 
 async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iterable[Job]) -> None:
-    """Attach ``job.workflow`` to steps and the waking signal to resumed durable jobs."""
-    steps, resumed = _split(jobs)
+    """Attach ``job.workflow`` to steps (a summary to batch callbacks) and the waking signal to
+    resumed durable jobs."""
+    steps, callbacks, resumed = _split(jobs)
+    if callbacks:
+        cur = await conn.execute(
+            qualify(LOAD_BATCH, prefix), {"ids": [j.id for j in callbacks]}, prepare=True
+        )
+        _apply_batch(callbacks, await cur.fetchall())
     if steps:
         cur = await conn.execute(
             qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}, prepare=True
@@ -240,7 +279,12 @@ async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iter
 
 def load(conn: psycopg.Connection[Any], prefix: str, jobs: Iterable[Job]) -> None:
     """Sync twin of :func:`load_async` (for tests and scripts that call ``perform`` by hand)."""
-    steps, resumed = _split(jobs)
+    steps, callbacks, resumed = _split(jobs)
+    if callbacks:
+        rows = conn.execute(
+            qualify(LOAD_BATCH, prefix), {"ids": [j.id for j in callbacks]}
+        ).fetchall()
+        _apply_batch(callbacks, rows)
     if steps:
         rows = conn.execute(qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}).fetchall()
         _apply_deps(steps, rows)

@@ -12,6 +12,11 @@ from powertools_core.errors import InvalidInput
 Policy = Literal["cascade", "continue"]
 POLICIES: Final = ("cascade", "continue")
 
+RunIf = Literal["any_discarded"]
+ANY_DISCARDED: Final = "any_discarded"
+NOT_NEEDED_PREFIX: Final = "not_needed:"
+"""How a skipped conditional step (``run_if``) is written into the job's ``errors``."""
+
 EdgeKind = Literal["step", "added_by", "added"]
 """``step``: declared on a step; ``added_by``: on "the steps X adds at run time" (the dependent
 waits for X and all of them); ``added``: one such step, recorded when X added it."""
@@ -216,10 +221,19 @@ def blocker(
     return WAITING_ON_DEPENDENCIES
 
 
-def decide(deps: Mapping[str, tuple[str, Policy]]) -> Literal["wait", "promote", "cancel"]:
-    """What promotion does with a suspended step given its deps: the spec the SQL follows."""
+def decide(
+    deps: Mapping[str, tuple[str, Policy]], run_if: RunIf | None = None
+) -> Literal["wait", "promote", "cancel", "skip"]:
+    """What promotion does with a suspended step given its deps: the spec the SQL follows.
+
+    ``run_if="any_discarded"`` (a batch's ``on_discard`` callback): once every dep has ended,
+    the step runs only if one of them was discarded, and is otherwise cancelled as not needed
+    (``skip``).
+    """
     if any(s in FAILED_STATES and p == "cascade" for s, p in deps.values()):
         return "cancel"
     if all(s in TERMINAL_STATES for s, _ in deps.values()):
+        if run_if == ANY_DISCARDED and not any(s == "discarded" for s, _ in deps.values()):
+            return "skip"
         return "promote"
     return "wait"

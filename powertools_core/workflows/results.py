@@ -20,7 +20,8 @@ WorkflowState = Literal["running", "completed", "failed", "cancelled"]
 
 class WorkflowSummary(BaseModel):
     id: int = Field(description="workflow id")
-    name: str = Field(description="the name given to Workflow(...)")
+    name: str = Field(description="the name given to Workflow(...) or Batch(...)")
+    kind: Literal["workflow", "batch"] = Field(default="workflow", description="workflow or batch")
     state: WorkflowState = Field(description="running, completed, failed or cancelled")
     inserted_at: Utc = Field(description="when it was inserted (UTC)")
     steps: int = Field(description="number of steps")

@@ -20,14 +20,14 @@ from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
 from powertools_core.workflows.values import encode
 
 INSERT_WORKFLOW: Final = """
-INSERT INTO {prefix}.powertools_workflows (name) VALUES (%(name)s) RETURNING id
+INSERT INTO {prefix}.powertools_workflows (name, kind) VALUES (%(name)s, %(kind)s) RETURNING id
 """
 
 INSERT_STEPS: Final = """
-INSERT INTO {prefix}.powertools_workflow_steps (workflow_id, name, job_id, added_by)
-SELECT %(workflow_id)s, u.name, u.job_id, u.added_by
-FROM unnest(%(names)s::text[], %(job_ids)s::bigint[], %(added_by)s::text[])
-    AS u(name, job_id, added_by)
+INSERT INTO {prefix}.powertools_workflow_steps (workflow_id, name, job_id, added_by, run_if)
+SELECT %(workflow_id)s, u.name, u.job_id, u.added_by, u.run_if
+FROM unnest(%(names)s::text[], %(job_ids)s::bigint[], %(added_by)s::text[], %(run_if)s::text[])
+    AS u(name, job_id, added_by, run_if)
 """
 
 INSERT_EDGES: Final = """
@@ -84,7 +84,8 @@ FOR UPDATE OF j SKIP LOCKED
 """
 
 # Decide for locked suspended steps (see graph.decide): a cascade edge from a failed dep
-# cancels, all deps terminal promotes, anything else waits. A durable step parked on a signal
+# cancels, all deps terminal promotes (or, for run_if any_discarded without a discarded dep,
+# cancels as not needed), anything else waits. A durable step parked on a signal
 # is not a waiting dependent (only its signal or timeout wakes it). Returns (id, state, queue).
 SETTLE: Final = """
 WITH verdict AS (
@@ -92,6 +93,8 @@ WITH verdict AS (
            bool_or(dj.state IN ('discarded', 'cancelled') AND e.on_failure = 'cascade')
                AS cancel,
            bool_and(dj.state IN ('completed', 'discarded', 'cancelled')) AS ready,
+           coalesce(s.run_if = 'any_discarded' AND NOT bool_or(dj.state = 'discarded'), false)
+               AS not_needed,
            min(e.dep) FILTER (
                WHERE dj.state IN ('discarded', 'cancelled') AND e.on_failure = 'cascade')
                AS culprit
@@ -102,19 +105,27 @@ WITH verdict AS (
       ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
     JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
     WHERE s.job_id = ANY(%(ids)s::bigint[])
-    GROUP BY s.job_id
+    GROUP BY s.job_id, s.run_if
+), decided AS (
+    SELECT job_id, culprit, cancel, ready,
+           cancel OR (ready AND not_needed) AS ends
+    FROM verdict
 )
 UPDATE {prefix}.oban_jobs j
 SET state = (CASE
-        WHEN v.cancel THEN 'cancelled'
+        WHEN v.ends THEN 'cancelled'
         WHEN j.scheduled_at > timezone('UTC', now()) THEN 'scheduled'
         ELSE 'available' END)::{prefix}.oban_job_state,
-    cancelled_at = CASE WHEN v.cancel THEN timezone('UTC', now()) ELSE j.cancelled_at END,
-    errors = CASE WHEN v.cancel THEN array_append(j.errors, jsonb_build_object(
-                 'at', timezone('UTC', now()), 'attempt', j.attempt,
-                 'error', 'cancelled_by_dependency: ' || v.culprit))
-             ELSE j.errors END
-FROM verdict v
+    cancelled_at = CASE WHEN v.ends THEN timezone('UTC', now()) ELSE j.cancelled_at END,
+    errors = CASE
+        WHEN v.cancel THEN array_append(j.errors, jsonb_build_object(
+            'at', timezone('UTC', now()), 'attempt', j.attempt,
+            'error', 'cancelled_by_dependency: ' || v.culprit))
+        WHEN v.ends THEN array_append(j.errors, jsonb_build_object(
+            'at', timezone('UTC', now()), 'attempt', j.attempt,
+            'error', 'not_needed: no dependency was discarded (run_if any_discarded)'))
+        ELSE j.errors END
+FROM decided v
 WHERE j.id = v.job_id AND j.state = 'suspended' AND (v.cancel OR v.ready)
   AND (j.meta -> 'durable' -> 'await') IS NULL
 RETURNING j.id, j.state::text, j.queue

@@ -102,3 +102,19 @@ class Merge(Worker):
     def perform(self, job: Any) -> Any:
         parts = job.workflow.added_by("split")
         return {"total": sum(p["size"] for p in parts.values()), "parts": sorted(parts)}
+
+
+class Summarise(Worker):
+    """A batch callback: returns what ``job.workflow.batch`` says (recorded as its result)."""
+
+    queue = "wf"
+    max_attempts = 3
+
+    def backoff(self, attempt: int) -> float:
+        return 0.05
+
+    def perform(self, job: Any) -> Any:
+        if job.args.model_dump().get("fail_once") and job.attempt == 1:
+            raise RuntimeError("callback failed once")
+        b = job.workflow.batch
+        return {"callback": b.callback, "total": b.total, "counts": dict(b.counts)}

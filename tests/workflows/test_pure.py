@@ -95,3 +95,12 @@ def test_blocker_of_a_cascade_cancelled_step() -> None:
     assert graph.blocker("cancelled", {}, errors_tail=tail) == graph.CANCELLED_BY_DEPENDENCY
     assert graph.blocker("cancelled", {}, errors_tail="operator") is None
     assert graph.blocker("completed", {}) is None
+
+
+def test_a_run_if_step_is_skipped_unless_a_dep_was_discarded() -> None:
+    done = {"a": ("completed", "continue"), "b": ("cancelled", "continue")}
+    assert graph.decide(done, graph.ANY_DISCARDED) == "skip"
+    assert graph.decide(done) == "promote"
+    failed = {"a": ("completed", "continue"), "b": ("discarded", "continue")}
+    assert graph.decide(failed, graph.ANY_DISCARDED) == "promote"
+    assert graph.decide({"a": ("executing", "continue")}, graph.ANY_DISCARDED) == "wait"
