@@ -337,6 +337,25 @@ def _job_demands(
     return demands, note
 
 
+def _suspended_blocker(conn: psycopg.Connection[Any], prefix: str, job_id: int) -> Blocker:
+    """A suspended job's reason: its workflow blocker (dependencies, a signal, a cancelled
+    workflow) when it is a step or a durable wait, else the generic ``suspended``."""
+    from powertools_core.workflows.diagnose import step_blockers
+
+    found = step_blockers(conn, prefix, [job_id]).get(job_id)
+    if found is None:
+        return Blocker(code="suspended", summary=SUMMARIES["suspended"], retry_at=None)
+    details: dict[str, Any] = {"workflow_id": found.workflow_id, "step": found.step}
+    if found.waiting_on:
+        details["waiting_on"] = found.waiting_on
+    return Blocker(
+        code=found.code,
+        summary=found.summary,
+        retry_at=aware_utc(found.until),
+        details={k: v for k, v in details.items() if v is not None},
+    )
+
+
 def explain_job(
     conn: psycopg.Connection[Any], prefix: str, job_id: int, now: datetime
 ) -> ExplainResult:
@@ -378,9 +397,7 @@ def explain_job(
         return result("running", [], "the job is running")
     blockers: list[Blocker] = []
     if state == "suspended":
-        blockers.append(
-            Blocker(code="suspended", summary=SUMMARIES["suspended"], retry_at=None, details={})
-        )
+        blockers.append(_suspended_blocker(conn, prefix, jid))
     if state in ("scheduled", "retryable") and scheduled_at is not None and scheduled_at > now:
         blockers.append(
             Blocker(

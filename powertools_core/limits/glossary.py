@@ -34,5 +34,8 @@ Blocker codes: limit_reached (not enough tokens; retry_at is the exact moment en
 refilled), cooldown (retry_at is the end of the hold), concurrency_reached and \
 partition_concurrency_reached (slots free when running jobs finish, so no retry_at), \
 queue_paused, no_producer (no live worker serves the queue), scheduled_in_future, \
-out_of_attempts.
+out_of_attempts. A suspended workflow step or durable job says why it waits: \
+waiting_on_dependencies, waiting_on_retryable_dependency, ready_to_promote (its dependencies \
+ended; the leader's reconciler moves it on), waiting_on_signal (retry_at is the wait's \
+timeout, if any), expired_wait, cancel_requested.
 """

@@ -312,3 +312,39 @@ def test_list_shows_config_busiest_partitions_and_waiting_jobs(
     assert by_name["lim-tenant-run"]["describe"] == "3 executing, 1 executing per args.tenant"
     ansi = _run(installed, "list")
     assert ansi.exit_code == 0 and "lim-tenant" in ansi.stdout
+
+
+def test_explain_a_job_names_its_workflow_blocker(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    """A suspended step says what it waits for (its deps, a signal and its timeout), not just
+    that it is suspended; a suspended job outside any workflow keeps the generic code."""
+    from powertools_core import Await, Workflow
+    from tests.workflows.app_durable import Order
+    from tests.workflows.app_wf import Step
+    from tests.workflows.test_cli_durable import _park
+
+    p = installed.prefix
+    wf = (
+        Workflow("explain-me")
+        .add("a", Step.new({}))
+        .add("b", Step.new({}), deps=["a"])
+        .add("wait", Order.new({"amount": 1}))
+        .insert(conn=conn, prefix=p)
+    )
+    data = _json(installed, "explain", "--job", str(wf.job_ids["b"]))
+    assert data["status"] == "blocked"
+    first = data["blockers"][0]
+    assert first["code"] == "waiting_on_dependencies"
+    assert first["details"] == {"workflow_id": wf.id, "step": "b", "waiting_on": ["a"]}
+
+    _park(installed, conn, wf.job_ids["wait"], Await(["approved"], timeout="1h", step="decide"))
+    parked = _json(installed, "explain", "--job", str(wf.job_ids["wait"]))["blockers"][0]
+    assert parked["code"] == "waiting_on_signal"
+    assert parked["details"]["waiting_on"] == ["approved"]
+    assert parked["retry_at"] is not None  # the wait's timeout
+
+    plain = Order.enqueue({"amount": 2}, conn=conn, prefix=p).job
+    conn.execute(f"UPDATE \"{p}\".oban_jobs SET state = 'suspended' WHERE id = %s", [plain.id])
+    generic = _json(installed, "explain", "--job", str(plain.id))["blockers"][0]
+    assert generic["code"] == "suspended"
