@@ -75,14 +75,16 @@ def doctor_command(
     long_running_transactions (holding back vacuum: warning; blocking writers: error),
     archive_retention (terminal jobs past [tool.powertools.archive] retention),
     cron_health (active entries but no live scheduler, missed or failed fires in the last day,
-    entries naming a worker that --app does not register).
+    entries naming a worker that --app does not register),
+    stuck_workflows (workflow steps whose dependencies ended, or durable jobs whose await timed
+    out, still waiting after stuck_workflow_after: no leader runs the reconciler).
     Findings are warnings unless noted.
 
     **--strict** turns the warnings of exactly these checks into errors: oban_migration_version,
     powertools_migrations, uniqueness_timeout_risk (schema drift). Warnings about live traffic
     and vacuum (expired_deadline_jobs, orphaned_executing_jobs, stale_producers,
     queue_backlog_age, table_bloat, autovacuum, long_running_transactions,
-    archive_retention, cron_health) stay warnings.
+    archive_retention, cron_health, stuck_workflows) stay warnings.
 
     **Deadlines**: a job's deadline is meta.deadline_at, an ISO-8601 timestamp (UTC when it
     has no offset), e.g. {"deadline_at": "2026-01-31T12:00:00Z"}; `meta.__deadline_at__`
@@ -91,7 +93,8 @@ def doctor_command(
     **Thresholds** (defaults; set in [tool.powertools.doctor] or with --threshold):
     statement_timeout 5s, lock_timeout 1s, uniqueness_backlog 50000,
     producer_stale_after 1m, orphan_after 1h, backlog_age 10m, long_transaction 5m,
-    bloat_dead_ratio 0.2, bloat_min_dead_rows 10000, vacuum_age 1d, archive_grace 1h.
+    bloat_dead_ratio 0.2, bloat_min_dead_rows 10000, vacuum_age 1d, archive_grace 1h,
+    stuck_workflow_after 5m.
 
     **JSON** (--format json, schema_version 1; JSON Schema: powertools_core/doctor/schema.json):
     command "doctor"; prefix; strict; database {server_version, url (password masked)};

@@ -635,6 +635,14 @@ def cron_health(ctx: CheckContext) -> list[Problem]:
     return check(ctx)
 
 
+def stuck_workflows(ctx: CheckContext) -> list[Problem]:
+    """The workflows' own check (``powertools_core.workflows.health``), imported when it runs
+    for the same reason as ``cron_health``."""
+    from powertools_core.workflows.health import stuck_workflows as check
+
+    return check(ctx)
+
+
 def _partial(ctx: CheckContext, done: list[Problem], table: str, what: str) -> CannotRun:
     """A check that ran only in part: its findings so far plus the error about the rest."""
     return CannotRun(
@@ -674,6 +682,7 @@ CHECKS: Final = (
     ),
     CheckSpec("archive_retention", "terminal jobs past the archive retention", archive_retention),
     CheckSpec("cron_health", "cron scheduler alive, missed fires, unknown workers", cron_health),
+    CheckSpec("stuck_workflows", "steps due to move on that no leader moved", stuck_workflows),
 )
 CHECK_IDS: Final = tuple(c.id for c in CHECKS)
 STRICT_PROMOTED: Final = (

@@ -100,6 +100,7 @@ class Thresholds(BaseModel):
     bloat_min_dead_rows: int = 10_000
     vacuum_age: timedelta = timedelta(days=1)
     archive_grace: timedelta = timedelta(hours=1)
+    stuck_workflow_after: timedelta = timedelta(minutes=5)
 
     def as_strings(self) -> dict[str, str]:
         """Each threshold as one would write it in the config file."""
@@ -122,6 +123,8 @@ THRESHOLD_HELP: Final = {
     "bloat_min_dead_rows": "dead tuples below this never count as bloat",
     "vacuum_age": "no (auto)vacuum for this long while dead tuples pile up",
     "archive_grace": "slack past the archive retention before terminal jobs are reported",
+    "stuck_workflow_after": "a workflow step due this long (its dependencies ended, or its "
+    "await timed out) without moving on is stuck",
 }
 
 _COUNTS: Final = {"uniqueness_backlog", "bloat_min_dead_rows"}
