@@ -337,7 +337,7 @@ def list_command(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """List archived jobs, most recently archived first, with the total matching; args are
+    """List archived jobs, newest job (highest id) first, with how many match; args are
     redacted like `ops list`.
 
     Examples:

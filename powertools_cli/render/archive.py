@@ -73,6 +73,10 @@ def _compact(value: Any, width: int = VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _full(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
 def filter_text(kind: str, value: dict[str, Any]) -> str:
     """The part of a run's filter a person chose (not the derived cutoffs or batch size)."""
     if kind == "archive":
@@ -147,11 +151,8 @@ def _run(result: ArchiveRunResult, console: Console) -> None:
         f"{_seconds(result.duration_ms)} ({result.rows_per_s:,.0f} rows/s)"
     )
     console.print(headline, markup=False, style="bold")
-    console.print(
-        f"run {run.id} {run.status} by {run.actor}: {run.reason or '-'}",
-        markup=False,
-        style=status_style(run.status),
-    )
+    console.print(f"run {run.id} {run.status}", markup=False, style=status_style(run.status))
+    console.print(f"by {run.actor}: {run.reason or '-'}", markup=False)
     console.print(f"filter: {filter_text(result.kind, run.filter)}", markup=False)
     _group_table(console, result.kind, result.groups)
     if run.status == "interrupted":
@@ -199,8 +200,9 @@ def _list(result: ArchiveListResult, console: Console) -> None:
         ["id", "state", "queue", "worker", "attempt", "archived", "run"],
         _job_rows(result.jobs),
     )
-    shown = f"{len(result.jobs):,} of {result.total:,} shown"
-    if len(result.jobs) < result.total:
+    total = f"more than {result.total:,}" if result.total_capped else f"{result.total:,}"
+    shown = f"{len(result.jobs):,} of {total} shown"
+    if len(result.jobs) < result.total or result.total_capped:
         shown += f" (--limit {result.limit}; narrow with --state/--queue/--run)"
     console.print(shown, markup=False, style="dim")
 
@@ -256,8 +258,8 @@ def _show_job(job: ArchivedJob, run: RunRecord | None, console: Console) -> None
             ("state", job.state),
             ("queue", job.queue),
             ("worker", job.worker),
-            ("args", _compact(job.args)),
-            ("meta", _compact(job.meta)),
+            ("args", _full(job.args)),
+            ("meta", _full(job.meta)),
             ("tags", ", ".join(job.tags or []) or "-"),
             ("priority", job.priority),
             ("attempt", f"{job.attempt}/{job.max_attempts}"),

@@ -23,6 +23,7 @@ from powertools_core.errors import InvalidInput, NotFound
 from powertools_core.redaction import DenyList, redact, redact_value
 
 DEFAULT_LIST_LIMIT: Final = 50
+COUNT_CAP: Final = 10_000
 _JOB_FIELDS: Final = tuple(ArchivedJob.model_fields)
 _RUN_FIELDS: Final = tuple(RunRecord.model_fields)
 RUN_KINDS: Final = ("archive", "audit_archive", "restore", "prune", "audit_prune")
@@ -61,21 +62,31 @@ def _check_limit(limit: int) -> int:
 def list_archived(
     settings: Settings, selection: ArchiveFilter, *, limit: int = DEFAULT_LIST_LIMIT
 ) -> ArchiveListResult:
-    """Archived jobs matching ``selection``, most recently archived first."""
+    """Archived jobs matching ``selection``, highest id (newest job) first; ``total`` counts at
+    most ``COUNT_CAP`` of them (``total_capped`` says there are more)."""
     check_states(selection.states)
     _check_limit(limit)
     deny = _deny(settings)
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchiveListResult:
-        params = {**selection.params(), "limit": limit}
+        params = {**selection.params(), "limit": limit, "count_cap": COUNT_CAP + 1}
         async with conn.transaction():
             await conn.execute("SET TRANSACTION READ ONLY")
-            cur = await conn.execute(sql.job_sql(sql.COUNT_ARCHIVED, settings.prefix), params)
+            cur = await conn.execute(
+                sql.job_sql(sql.COUNT_ARCHIVED, settings.prefix, where=selection.where()), params
+            )
             row = await cur.fetchone()
-            cur = await conn.execute(sql.job_sql(sql.LIST_ARCHIVED, settings.prefix), params)
+            cur = await conn.execute(
+                sql.job_sql(sql.LIST_ARCHIVED, settings.prefix, where=selection.where()), params
+            )
             jobs = [_job(r, deny) for r in await cur.fetchall()]
+        total = int(row[0]) if row else 0
         return ArchiveListResult(
-            filter=selection.as_json(), total=row[0] if row else 0, limit=limit, jobs=jobs
+            filter=selection.as_json(),
+            total=min(total, COUNT_CAP),
+            total_capped=total > COUNT_CAP,
+            limit=limit,
+            jobs=jobs,
         )
 
     return with_connection(settings, work)

@@ -56,8 +56,11 @@ class ArchiveFilter:
             "states": list(self.states) or None,
             "queues": list(self.queues) or None,
             "workers": list(self.workers) or None,
-            "archived_before": None,
         }
+
+    def where(self) -> str:
+        """The SQL condition (constant fragments only; values are the ``params``)."""
+        return sql.filter_sql(name for name, value in self.params().items() if value)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +86,9 @@ async def _conflicts_and_missing(
     conn: psycopg.AsyncConnection[Any], prefix: str, selection: ArchiveFilter
 ) -> tuple[list[int], list[int]]:
     params = {**selection.params(), "limit": CONFLICT_LIST_LIMIT}
-    cur = await conn.execute(sql.job_sql(sql.SELECT_RESTORE_CONFLICTS, prefix), params)
+    cur = await conn.execute(
+        sql.job_sql(sql.SELECT_RESTORE_CONFLICTS, prefix, where=selection.where()), params
+    )
     conflicts = [r[0] for r in await cur.fetchall()]
     missing: list[int] = []
     if selection.ids:
@@ -99,7 +104,9 @@ async def preview_restore(
 ) -> ArchivePreview:
     async with conn.transaction():
         await conn.execute("SET TRANSACTION READ ONLY")
-        cur = await conn.execute(sql.job_sql(sql.COUNT_RESTORABLE, prefix), selection.params())
+        cur = await conn.execute(
+            sql.job_sql(sql.COUNT_RESTORABLE, prefix, where=selection.where()), selection.params()
+        )
         groups = [Group(state=s, queue=q, count=c, oldest=o) for s, q, c, o in await cur.fetchall()]
         conflicts, missing = await _conflicts_and_missing(conn, prefix, selection)
     return ArchivePreview(
@@ -133,7 +140,7 @@ async def restore_jobs(
     check_batch_size(batch_size)
     preview = await preview_restore(conn, prefix, selection)
     step = Step(
-        select_sql=sql.job_sql(sql.SELECT_RESTORABLE_IDS, prefix),
+        select_sql=sql.job_sql(sql.SELECT_RESTORABLE_IDS, prefix, where=selection.where()),
         move_sql=sql.job_sql(sql.RESTORE_JOBS, prefix),
         params=selection.params(),
         keyset=True,

@@ -120,11 +120,13 @@ class ArchivedJob(_UtcModel):
 
 
 class ArchiveListResult(CommandResult):
-    """``archive list``: archived jobs matching the filters, most recently archived first."""
+    """``archive list``: archived jobs matching the filters, newest job (highest id) first.
+    ``total`` counts matches up to 10,000; ``total_capped`` is true when there are more."""
 
     command: Literal["archive list"] = "archive list"
     filter: dict[str, Any]
     total: int
+    total_capped: bool = False
     limit: int
     jobs: list[ArchivedJob]
 

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
@@ -53,7 +53,7 @@ from powertools_core.archive.results import (
 from powertools_core.audit import INSERT_EVENTS, AuditEvent
 from powertools_core.config import Settings
 from powertools_core.db.connection import connect_async, resolve_url, translated
-from powertools_core.db.identifiers import qualify
+from powertools_core.db.identifiers import qualify, quote_ident
 from powertools_core.durations import format_duration
 
 T = TypeVar("T")
@@ -82,6 +82,16 @@ ACTIONS: Final[dict[str, str]] = {
 # Group keys of the rows a move statement returns: (state, queue) for jobs, action for audit.
 AUDIT_KINDS: Final = frozenset({"audit_archive", "audit_prune"})
 APPLICATION_NAME: Final = "powertools:archive"
+# After a run that moved this many rows the archive table is ANALYZEd, so the next restore,
+# prune or list is planned with its real size (autovacuum may not have caught up yet).
+ANALYZE_AFTER_ROWS: Final = 10_000
+ARCHIVE_TABLES: Final[dict[str, str]] = {
+    "archive": "powertools_job_archive",
+    "restore": "powertools_job_archive",
+    "prune": "powertools_job_archive",
+    "audit_archive": "powertools_audit_archive",
+    "audit_prune": "powertools_audit_archive",
+}
 
 
 @contextmanager
@@ -142,12 +152,19 @@ async def record_events(
 # -- one run ------------------------------------------------------------------------------------
 @dataclass
 class Step:
-    """One source of ids: a select (``limit``, optional keyset ``after``) and the move."""
+    """One source of rows: a select of ids (``limit``, optional keyset ``after``) and the move
+    of those ids. With ``picks`` the move statement selects its own rows (``params`` + ``limit``)
+    and ``select_sql`` only answers "is anything due?" for ``skip_empty``."""
 
     select_sql: str
     move_sql: str
     params: dict[str, Any]
     keyset: bool = False
+    picks: bool = False
+    guarded_sql: str | None = None
+    """For ``picks``: the move that skips ids already in the destination, used from the first
+    chunk that hits one (the fast move fails on the destination's primary key and rolls back).
+    A ``picks`` move returns ``(k1, k2, count, min id, max id, candidates)`` rows."""
 
 
 @dataclass
@@ -288,6 +305,8 @@ async def execute_run(
             conn, prefix, run_id, kind, actor, reason, status, tally, filter, clock, lock
         )
     elapsed = time.perf_counter() - clock
+    if tally.moved >= ANALYZE_AFTER_ROWS:
+        await _analyze(conn, prefix, ARCHIVE_TABLES[kind])
     return ArchiveRunResult(
         command=COMMANDS[kind],
         kind=kind,
@@ -332,34 +351,59 @@ async def _drive(
     Returns True when ``should_stop`` ended the run early."""
     for step in steps:
         params = dict(step.params)
+        move_sql = step.move_sql
         if step.keyset:
             params.setdefault("after", 0)
         while max_rows is None or tally_box[0].moved < max_rows:
             tally = tally_box[0]
             limit = batch_size if max_rows is None else min(batch_size, max_rows - tally.moved)
             params["limit"] = limit
-            async with conn.transaction():
-                cur = await conn.execute(step.select_sql, params)
-                ids = [r[0] for r in await cur.fetchall()]
-                if not ids:
-                    break
-                cur = await conn.execute(step.move_sql, {"ids": ids, "run_id": run_id})
-                rows = await cur.fetchall()
-                after = tally.plus(rows)
-                await conn.execute(
-                    qualify(sql.UPDATE_RUN_COUNTS, prefix),
-                    {"id": run_id, "counts": Jsonb(after.as_json(audit))},
-                )
-                await record_events(conn, prefix, [chunk_event(rows)])
+            try:
+                async with conn.transaction():
+                    if step.picks:
+                        cur = await conn.execute(move_sql, {**params, "run_id": run_id})
+                        found = await cur.fetchall()
+                        # (state, queue, count, min id, max id, candidates): none moved means
+                        # nothing left, or every candidate locked by others (run again later)
+                        rows = [r[:5] for r in found]
+                        taken = int(found[0][5]) if found else 0
+                        last = None
+                    else:
+                        cur = await conn.execute(step.select_sql, params)
+                        ids = [r[0] for r in await cur.fetchall()]
+                        taken, last = len(ids), max(ids, default=None)
+                        rows = []
+                        if ids:
+                            cur = await conn.execute(step.move_sql, {"ids": ids, "run_id": run_id})
+                            rows = await cur.fetchall()
+                    if not taken:
+                        break
+                    after = tally.plus(rows)
+                    await conn.execute(
+                        qualify(sql.UPDATE_RUN_COUNTS, prefix),
+                        {"id": run_id, "counts": Jsonb(after.as_json(audit))},
+                    )
+                    await record_events(conn, prefix, [chunk_event(rows)])
+            except psycopg.errors.UniqueViolation:
+                if step.guarded_sql is None or move_sql == step.guarded_sql:
+                    raise
+                move_sql = step.guarded_sql  # rolled back; redo the chunk skipping reused ids
+                continue
             tally_box[0] = after
             advance(after.moved - tally.moved)
             if step.keyset:
-                params["after"] = max(ids)
+                params["after"] = last
             if should_stop():
                 return True
-            if len(ids) < limit:
+            if taken < limit:
                 break
     return False
+
+
+async def _analyze(conn: psycopg.AsyncConnection[Any], prefix: str, table: str) -> None:
+    # statistics are an optimisation; autovacuum will analyze the table eventually
+    with suppress(psycopg.Error):
+        await conn.execute(qualify(f"ANALYZE {{prefix}}.{quote_ident(table)}", prefix))
 
 
 def _final_counts(tally: _Tally, audit: bool, elapsed: float) -> dict[str, Any]:
@@ -498,15 +542,30 @@ async def archive_jobs(
     check_batch_size(request.batch_size)
     limits = cutoffs(request.retention, now)
     preview = await preview_archive(conn, prefix, request, now) if count_first else None
+    known_conflicts = bool(preview and preview.conflict_count)
+    states = list(limits)
+    params: dict[str, Any] = {**_queue_params(request.queues)}
+    for state, cutoff in limits.items():
+        params[f"state_{state}"] = state
+        params[f"cutoff_{state}"] = cutoff
     steps = [
         Step(
+            select_sql="",
+            move_sql=sql.archive_move_sql(prefix, states, guard=known_conflicts),
+            guarded_sql=sql.archive_move_sql(prefix, states, guard=True),
+            params=params,
+            picks=True,
+        )
+    ]
+    probes = [
+        Step(
             select_sql=sql.job_sql(sql.SELECT_ARCHIVABLE_IDS, prefix, state=state),
-            move_sql=sql.job_sql(sql.MOVE_JOBS_TO_ARCHIVE, prefix),
+            move_sql="",
             params={"state": state, "cutoff": cutoff, **_queue_params(request.queues)},
         )
         for state, cutoff in limits.items()
     ]
-    if skip_empty and not await _any_rows(conn, steps):
+    if skip_empty and not await _any_rows(conn, probes):
         return None
     return await execute_run(
         conn,
@@ -527,6 +586,7 @@ async def archive_jobs(
 
 
 async def _any_rows(conn: psycopg.AsyncConnection[Any], steps: Sequence[Step]) -> bool:
+    """Whether any step's select finds a row (it reads; nothing is recorded)."""
     async with conn.transaction():
         for step in steps:
             cur = await conn.execute(step.select_sql, {"after": 0, **step.params, "limit": 1})
