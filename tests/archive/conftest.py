@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
 
 from powertools_core.config import Settings
 from powertools_core.db.identifiers import qualify
+from tests.support.cli import Run, invoke, normalise
 
 INSERT_JOB = """
 INSERT INTO {prefix}.oban_jobs
@@ -142,3 +147,108 @@ def job_row(conn: psycopg.Connection[Any], prefix: str, table: str, job_id: int)
     ).fetchone()
     assert row is not None
     return tuple(row)
+
+
+# -- the CLI, and output made comparable ----------------------------------------------------------
+REASON = "weekly archive cleanup"
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+_TEXT_SUBS = [
+    (UUID_RE, "<run-id>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z"), "YYYY-MM-DD hh:mm:ssZ"),
+    (re.compile(r"\b\d{2}-\d{2} \d{2}:\d{2}\b"), "MM-DD hh:mm"),
+    (re.compile(r"\b\d+\.\ds\b"), "N.Ns"),
+    (re.compile(r"\([\d,]+ rows/s\)"), "(N rows/s)"),
+]
+VOLATILE_NUMBERS = frozenset({"duration_ms", "rows_per_s"})
+
+
+@pytest.fixture
+def snapshot_json(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+def conn_args(settings: Settings) -> list[str]:
+    assert settings.database_url
+    return ["--database-url", settings.database_url, "--prefix", settings.prefix]
+
+
+def cli(settings: Settings, *args: str, env: dict[str, str | None] | None = None) -> Run:
+    """``powertools archive ARGS`` in-process against the test schema."""
+    return invoke(["archive", *args, *conn_args(settings)], env=env)
+
+
+def stable_text(run: Run, settings: Settings, *, short_runs: Sequence[str] = ()) -> str:
+    """ANSI output with run ids, times, durations and rates replaced by placeholders."""
+    text = normalise(run.stdout, {settings.prefix: "<schema>"})
+    for pattern, replacement in _TEXT_SUBS:
+        text = pattern.sub(replacement, text)
+    for short in short_runs:
+        text = text.replace(short[:8], "<run>")
+    return text
+
+
+def stable(value: Any) -> Any:
+    """JSON output with UUIDs, timestamps and timings replaced by placeholders."""
+    if isinstance(value, dict):
+        return {
+            k: f"<{k}>" if k in VOLATILE_NUMBERS and v is not None else stable(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [stable(v) for v in value]
+    if isinstance(value, str):
+        if UUID_RE.fullmatch(value):
+            return "<uuid>"
+        if ISO_RE.match(value):
+            return "<time>"
+    return value
+
+
+def stable_json(run: Run) -> Any:
+    return stable(json.loads(run.stdout))
+
+
+def rows(
+    conn: psycopg.Connection[Any], prefix: str, query: str, *params: Any
+) -> list[dict[str, Any]]:
+    cur = conn.execute(qualify(query, prefix), params)
+    assert cur.description is not None
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def audit_rows(conn: psycopg.Connection[Any], prefix: str) -> list[dict[str, Any]]:
+    return rows(
+        conn,
+        prefix,
+        "SELECT actor, action, target_type, target_id, reason, result, run_id, meta "
+        "FROM {prefix}.powertools_audit_events ORDER BY id",
+    )
+
+
+def run_rows(conn: psycopg.Connection[Any], prefix: str) -> list[dict[str, Any]]:
+    return rows(
+        conn,
+        prefix,
+        "SELECT id, kind, status, actor, reason, filter, counts "
+        "FROM {prefix}.powertools_archive_runs ORDER BY started_at, id",
+    )
+
+
+def ids_in(conn: psycopg.Connection[Any], prefix: str, table: str) -> set[int]:
+    return {r["id"] for r in rows(conn, prefix, f"SELECT id FROM {{prefix}}.{table}")}
+
+
+def snapshot_tables(conn: psycopg.Connection[Any], prefix: str) -> dict[str, Any]:
+    """Everything a mutation could touch, to prove that something changed nothing."""
+    return {
+        table: rows(conn, prefix, f"SELECT * FROM {{prefix}}.{table} ORDER BY 1")
+        for table in (
+            "oban_jobs",
+            "powertools_job_archive",
+            "powertools_archive_runs",
+            "powertools_audit_events",
+            "powertools_audit_archive",
+        )
+    }

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,3 +52,84 @@ def test_archive_then_restore_round_trips_and_skips_non_terminal(installed, db) 
     assert restored.moved == 3 and restored.exit_status() == 0
     assert {s: job_row(db, prefix, "oban_jobs", i) for s, i in ids.items()} == before
     assert count(db, prefix, "powertools_job_archive") == 0
+
+
+def test_column_lists_match_oban_jobs_and_the_archive_table(installed, db) -> None:
+    from powertools_core.archive.sql import AUDIT_COLUMNS, JOB_COLUMNS
+    from powertools_core.schema.oban import OBAN_JOBS_COLUMNS
+
+    def columns(table: str) -> list[str]:
+        found = db.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (installed.prefix, table),
+        ).fetchall()
+        return [r[0] for r in found]
+
+    listed = [c.strip() for c in JOB_COLUMNS.split(",")]
+    assert listed == list(OBAN_JOBS_COLUMNS)
+    assert sorted(columns("oban_jobs")) == sorted(listed)
+    assert columns("powertools_job_archive") == [*listed, "archived_at", "archive_run_id"]
+    audit = [c.strip() for c in AUDIT_COLUMNS.split(",")]
+    assert sorted(columns("powertools_audit_events")) == sorted(audit)
+    assert columns("powertools_audit_archive") == [*audit, "archived_at", "archive_run_id"]
+
+
+TIMESTAMPS = ("completed_at", "discarded_at", "cancelled_at")
+
+
+def test_non_terminal_jobs_are_never_archived_whatever_their_timestamps(installed, db) -> None:
+    """Every state x every terminal timestamp set long ago (as a retried or rescued job keeps):
+    only terminal jobs whose own state's timestamp is old enough move."""
+    prefix = installed.prefix
+    expected = set()
+    for state in ALL_STATES:
+        for column in TIMESTAMPS:
+            for age in (timedelta(days=400), timedelta(minutes=1)):
+                overrides = dict.fromkeys(TIMESTAMPS)
+                overrides[column] = datetime.now(UTC).replace(tzinfo=None) - age
+                job_id = insert_job(db, prefix, state=state, age=age, **overrides)
+                own = {"completed": "completed_at", "discarded": "discarded_at"}.get(
+                    state, "cancelled_at" if state == "cancelled" else None
+                )
+                if own == column and age > timedelta(days=1):
+                    expected.add(job_id)
+    result = run_archive(
+        installed,
+        ArchiveRequest(retention=resolve_retention(None, "1d"), batch_size=3),
+        actor="alice",
+        reason="test archive run",
+    )
+    archived = {r[0] for r in db.execute(f'SELECT id FROM "{prefix}".powertools_job_archive')}
+    assert archived == expected and result.moved == len(expected) == 3
+    states = {r[0] for r in db.execute(f'SELECT state FROM "{prefix}".powertools_job_archive')}
+    assert states <= {"completed", "discarded", "cancelled"}
+    assert count(db, prefix, "oban_jobs", "state NOT IN ('completed','discarded','cancelled')") == (
+        5 * len(TIMESTAMPS) * 2
+    )
+
+
+def test_rows_another_transaction_holds_are_skipped_not_waited_for(installed, db) -> None:
+    prefix = installed.prefix
+    held = insert_job(db, prefix, state="completed", age=timedelta(days=90))  # the oldest
+    rest = [insert_job(db, prefix, state="completed", age=timedelta(days=60)) for _ in range(3)]
+    assert installed.database_url
+    with psycopg.connect(installed.database_url) as other:
+        other.execute(f'SELECT 1 FROM "{prefix}".oban_jobs WHERE id = %s FOR UPDATE', (held,))
+        result = run_archive(
+            installed,
+            ArchiveRequest(retention=resolve_retention(None, "1d"), batch_size=2),
+            actor="alice",
+            reason="test archive run",
+        )
+        assert result.moved == 3 and result.run.status == "completed"
+        other.rollback()
+    archived = {r[0] for r in db.execute(f'SELECT id FROM "{prefix}".powertools_job_archive')}
+    assert archived == set(rest)
+    again = run_archive(
+        installed,
+        ArchiveRequest(retention=resolve_retention(None, "1d")),
+        actor="alice",
+        reason="test archive run",
+    )
+    assert again.moved == 1
