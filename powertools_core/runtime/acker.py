@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import psycopg
 
 from powertools_core import telemetry
+from powertools_core.errors import DatabaseUnavailable
 from powertools_core.runtime import queries
 from powertools_core.runtime.base import DB_ERRORS, Backoff, ConnectionSlot, log
 from powertools_core.runtime.outcomes import Ack
@@ -132,7 +133,14 @@ class Acker:
                 rows = await cur.fetchall()
                 committed = [r[0] for r in rows]
                 steps = [r[0] for r in rows if r[1]]
-            written = await effects_flush.write(conn, self.prefix, rich, also_promote=steps)
+            try:
+                written = await effects_flush.write(conn, self.prefix, rich, also_promote=steps)
+            except (psycopg.Error, DatabaseUnavailable):
+                raise
+            except Exception as exc:
+                # A bug or a value the checks missed: never let it kill the acker or read as
+                # "database down" (which would retry the same batch forever).
+                raise effects_flush.EffectsWriteError(f"{type(exc).__name__}: {exc}") from exc
         return committed + written.committed
 
     async def _one_by_one(self, batch: Sequence[Ack], exc: BaseException) -> tuple[list[int], int]:
@@ -147,8 +155,24 @@ class Acker:
             except DB_ERRORS:
                 self.buffer.append(ack)
                 requeued += 1
-            except psycopg.Error as row_exc:
+            except (psycopg.Error, effects_flush.EffectsWriteError) as row_exc:
                 log.error("acker: outcome of job %d could not be written: %s", ack.id, row_exc)
+                fallback = ack.effects.refuse if ack.effects is not None else None
+                if fallback is None:
+                    continue
+                # A workflow step or durable job: record the attempt as failed instead, so the
+                # job is retried (or discarded) rather than left executing.
+                try:
+                    committed.extend(
+                        await self.flush_now(
+                            [fallback(f"the outcome could not be written: {row_exc}")]
+                        )
+                    )
+                except DB_ERRORS:
+                    self.buffer.append(ack)
+                    requeued += 1
+                except (psycopg.Error, effects_flush.EffectsWriteError) as again:
+                    log.error("acker: failure of job %d could not be written: %s", ack.id, again)
         return committed, requeued
 
     async def _run(self) -> None:
@@ -177,7 +201,7 @@ class Acker:
                 await self.slot.reset()
                 await asyncio.sleep(delay)
                 continue
-            except psycopg.Error as exc:
+            except (psycopg.Error, effects_flush.EffectsWriteError) as exc:
                 committed, requeued = await self._one_by_one(batch, exc)
             finally:
                 self._flushing = False

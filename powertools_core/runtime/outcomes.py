@@ -60,7 +60,8 @@ class Effects:
     fanout: FanOut | None = None
     """Steps this attempt added to its workflow (``job.workflow.add``)."""
     refuse: Callable[[str], Ack] | None = None
-    """The failed ack that replaces this one when the additions are refused at write time."""
+    """Builds the failed ack that replaces this one when its effects cannot be written
+    (additions refused, or a row the acker could not write)."""
 
 
 @dataclass(slots=True)
@@ -140,6 +141,7 @@ def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int],
         return _plain(job, producer, result)
     ctx = job.durable
     consume = ctx.signal.id if ctx.signal is not None else None
+    refuse = functools.partial(failed, job, producer, backoff=backoff)
     if isinstance(result, Snooze):
         return Ack(job.id, job.attempt, producer, "scheduled", delay=float(result.seconds), bump=1)
     if isinstance(result, Cancel | Discard | Stop):
@@ -150,31 +152,33 @@ def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int],
             producer,
             state,
             error=error_entry(job.attempt, result.reason),
-            effects=Effects(step=step, consume=consume),
+            effects=Effects(step=step, consume=consume, refuse=refuse),
         )
     try:
         if isinstance(result, Next):
-            fx = Effects(step=step, consume=consume, schedule=0.0)
+            fx = Effects(step=step, consume=consume, schedule=0.0, refuse=refuse)
             fx.durable = _durable_text(ctx, result.step, result.state)
-            _attach_additions(fx, job, producer, backoff)
+            _attach_additions(fx, job)
             return Ack(job.id, job.attempt, producer, "available", bump=1, effects=fx)
         if isinstance(result, Await):
             state = ctx.state if result.state is KEEP else result.state
             waiting: dict[str, Any] = {"signals": list(result.signals)}
             if result.timeout is not None:
                 waiting["timeout"] = result.timeout
-            fx = Effects(step=step, consume=consume, park=True, schedule=result.timeout)
+            fx = Effects(
+                step=step, consume=consume, park=True, schedule=result.timeout, refuse=refuse
+            )
             fx.durable = _durable_text(ctx, result.step or ctx.step, state, waiting=waiting)
-            _attach_additions(fx, job, producer, backoff)
+            _attach_additions(fx, job)
             return Ack(job.id, job.attempt, producer, "suspended", bump=1, effects=fx)
         value = result.result if isinstance(result, Done) else result
-        fx = Effects(step=step, consume=consume)
+        fx = Effects(step=step, consume=consume, refuse=refuse)
         if step is not None:
             fx.result = encode(value, f"the result of workflow step {meta.get(META_STEP)!r}")
             fx.record = True
         if durable:
             fx.durable = _durable_text(ctx, ctx.step, ctx.state, result=value)
-        _attach_additions(fx, job, producer, backoff)
+        _attach_additions(fx, job)
         return Ack(job.id, job.attempt, producer, "completed", effects=fx)
     except NotJSON as exc:
         return failed(job, producer, f"{type(exc).__name__}: {exc}", backoff)
@@ -188,13 +192,10 @@ def step_of(job: Job) -> tuple[int, str] | None:
     return int(meta[META_WORKFLOW_ID]), str(meta.get(META_STEP, ""))
 
 
-def _attach_additions(
-    fx: Effects, job: Job, producer: str, backoff: Callable[[int], float]
-) -> None:
+def _attach_additions(fx: Effects, job: Job) -> None:
     ctx = job.workflow_context
     if ctx is not None and ctx.additions:
         fx.fanout = FanOut(ctx.workflow_id, ctx.step, tuple(ctx.additions))
-        fx.refuse = functools.partial(failed, job, producer, backoff=backoff)
 
 
 def _durable_text(

@@ -27,6 +27,7 @@ from powertools_core.workflows.builder import (
     step_edges,
 )
 from powertools_core.workflows.durable import META_DURABLE, DurableContext, Signal, awaiting_meta
+from powertools_core.workflows.values import NotJSON, encode
 
 # Every dependency of the given steps with its state and result.
 LOAD_DEPS: Final = """
@@ -133,6 +134,11 @@ class WorkflowContext:
         if name == self.step or any(a.name == name for a in self.additions):
             raise InvalidInput(f"step {self.step!r} already adds or is a step named {name!r}")
         check_step_spec(name, spec)
+        for what, value in (("args", spec.args), ("meta", spec.meta)):
+            try:
+                encode(value, f"the {what} of added step {name!r}")
+            except NotJSON as exc:
+                raise InvalidInput(str(exc)) from None
         edges = step_edges(name, deps, on_failure)
         self.additions.append(Addition(name, spec, tuple(edges)))
         if edges:

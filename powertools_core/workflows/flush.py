@@ -100,6 +100,10 @@ RETURNING j.id, j.queue
 """
 
 
+class EffectsWriteError(Exception):
+    """Writing effects failed for a reason other than the database (a bug, a bad value)."""
+
+
 @dataclass(slots=True)
 class Written:
     """What one effects write did (for the acker's counters and the tests)."""

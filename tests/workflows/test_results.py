@@ -211,3 +211,41 @@ def test_postgres_refuses_what_encode_refuses(conn: psycopg.Connection, text: st
     """Why the check exists: json.dumps writes these, jsonb rejects them."""
     with pytest.raises(psycopg.errors.DataError):
         conn.execute("SELECT %s::jsonb", [text])
+
+
+def test_an_outcome_the_acker_cannot_write_becomes_a_failed_attempt(
+    installed: Settings, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (or a value the checks missed) in the effects write must neither kill the acker
+    nor leave the job executing: the attempt is recorded as failed and retried."""
+    s = installed.prefix
+    ins = Workflow("broken").add("fetch", Fetch.new({})).insert(conn=conn, prefix=s)
+    (plain,) = seed(conn, s, "tests.workflows.app_wf.Step", queue="wf")
+    real = flush.write
+    fetch_id = ins.job_ids["fetch"]
+    calls = {"n": 0}
+
+    async def broken_once(conn: Any, prefix: str, batch: Any, **kwargs: Any) -> flush.Written:
+        # The first attempt's completion cannot be written (in the batch, then on its own).
+        if any(a.id == fetch_id and a.attempt == 1 for a in batch):
+            calls["n"] += 1
+            raise RuntimeError("boom in the effects write")
+        return await real(conn, prefix, batch, **kwargs)
+
+    monkeypatch.setattr(flush, "write", broken_once)
+    monkeypatch.setattr(Fetch, "backoff", lambda self, attempt: 0.05)
+    with running(config_for(installed, queues={"wf": 2})):
+        got = wait_for(
+            lambda: (
+                (r := step_rows(conn, s, ins.id))
+                and r["fetch"][0] == "completed"
+                and job_row(conn, s, plain)["state"] == "completed"
+                and r
+            ),
+            message="the step completed on its retry and the plain job ran",
+        )
+    _, value, _, errors = got["fetch"]
+    assert value == {"rows": [1, 2, 3]} and calls["n"] >= 1
+    assert errors[-1]["error"] == (
+        "the outcome could not be written: RuntimeError: boom in the effects write"
+    )
