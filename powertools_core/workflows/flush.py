@@ -66,13 +66,12 @@ WITH u AS MATERIALIZED (
       AND j.state = 'executing'
       AND j.attempt = u.attempt
       AND j.attempted_by[2] = u.producer
-    RETURNING j.id, j.queue, j.state::text AS state
+    RETURNING j.id, j.queue, j.state::text AS state, u.result, u.record
 ), recorded AS (
     UPDATE {prefix}.powertools_workflow_steps s
-    SET result = u.result::jsonb, result_at = timezone('UTC', now())
+    SET result = a.result::jsonb, result_at = timezone('UTC', now())
     FROM acked a
-    JOIN u ON u.id = a.id
-    WHERE s.job_id = a.id AND u.record
+    WHERE s.job_id = a.id AND a.record
 )
 SELECT id, queue, state FROM acked
 """

@@ -54,22 +54,52 @@ ORDER BY j.id
 FOR UPDATE OF j
 """
 
+# Of the locked dependents, the ones promotion can change now: a dependency that just ended
+# failed on a cascade edge, or no dependency is still live. A wide fan-in (a batch callback,
+# a join over many steps) is thus not re-aggregated over all its deps on every ack: the live
+# check stops at the first live dep, newest job first (the last to finish in FIFO order), and
+# the full verdict (SETTLE) runs once the step is due. An earlier failure whose promotion was
+# lost is still caught, by SETTLE when the step is ready or by the reconciler at once.
+DUE: Final = """
+SELECT s.job_id
+FROM {prefix}.powertools_workflow_steps s
+WHERE s.job_id = ANY(%(ids)s::bigint[])
+  AND (EXISTS (
+           SELECT 1
+           FROM {prefix}.powertools_workflow_steps fs
+           JOIN {prefix}.oban_jobs fj ON fj.id = fs.job_id
+           JOIN {prefix}.powertools_workflow_edges e
+             ON e.workflow_id = fs.workflow_id AND e.dep = fs.name AND e.step = s.name
+           WHERE fs.job_id = ANY(%(finished)s::bigint[]) AND fs.workflow_id = s.workflow_id
+             AND e.on_failure = 'cascade' AND fj.state IN ('discarded', 'cancelled'))
+       OR (SELECT ds.job_id
+           FROM {prefix}.powertools_workflow_steps ds
+           JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+           JOIN {prefix}.powertools_workflow_edges e
+             ON e.workflow_id = ds.workflow_id AND e.dep = ds.name AND e.step = s.name
+           WHERE ds.workflow_id = s.workflow_id
+             AND dj.state NOT IN ('completed', 'discarded', 'cancelled')
+           ORDER BY ds.job_id DESC
+           LIMIT 1) IS NULL)
+"""
+
 # Suspended steps whose deps allow a decision now: all ended, or one failed on a cascade edge
-# (the reconciler's query).
+# (the reconciler's query). The "all ended" test looks for a live dep newest job first (see DUE).
 LOCK_STRANDED: Final = """
 SELECT j.id
 FROM {prefix}.oban_jobs j
 JOIN {prefix}.powertools_workflow_steps s ON s.job_id = j.id
 WHERE j.state = 'suspended'
   AND (j.meta -> 'durable' -> 'await') IS NULL
-  AND (NOT EXISTS (
-           SELECT 1
-           FROM {prefix}.powertools_workflow_edges e
-           JOIN {prefix}.powertools_workflow_steps ds
-             ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
-           JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
-           WHERE e.workflow_id = s.workflow_id AND e.step = s.name
-             AND dj.state NOT IN ('completed', 'discarded', 'cancelled'))
+  AND ((SELECT ds.job_id
+        FROM {prefix}.powertools_workflow_steps ds
+        JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+        JOIN {prefix}.powertools_workflow_edges e
+          ON e.workflow_id = ds.workflow_id AND e.dep = ds.name AND e.step = s.name
+        WHERE ds.workflow_id = s.workflow_id
+          AND dj.state NOT IN ('completed', 'discarded', 'cancelled')
+        ORDER BY ds.job_id DESC
+        LIMIT 1) IS NULL
        OR EXISTS (
            SELECT 1
            FROM {prefix}.powertools_workflow_edges e
@@ -174,7 +204,12 @@ def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequen
             locked = [r[0] for r in conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier})]
             if not locked:
                 break
-            rows = conn.execute(_q(SETTLE, prefix), {"ids": locked}).fetchall()
+            due = [
+                r[0] for r in conn.execute(_q(DUE, prefix), {"ids": locked, "finished": frontier})
+            ]
+            if not due:
+                break
+            rows = conn.execute(_q(SETTLE, prefix), {"ids": due}).fetchall()
             changed += len(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
     return changed
@@ -210,7 +245,13 @@ async def promote_rows_async(
             locked = [r[0] for r in await cur.fetchall()]
             if not locked:
                 break
-            cur = await conn.execute(_q(SETTLE, prefix), {"ids": locked}, prepare=True)
+            cur = await conn.execute(
+                _q(DUE, prefix), {"ids": locked, "finished": frontier}, prepare=True
+            )
+            due = [r[0] for r in await cur.fetchall()]
+            if not due:
+                break
+            cur = await conn.execute(_q(SETTLE, prefix), {"ids": due}, prepare=True)
             rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
             changed.extend(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
