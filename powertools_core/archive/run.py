@@ -82,6 +82,9 @@ ACTIONS: Final[dict[str, str]] = {
 # Group keys of the rows a move statement returns: (state, queue) for jobs, action for audit.
 AUDIT_KINDS: Final = frozenset({"audit_archive", "audit_prune"})
 APPLICATION_NAME: Final = "powertools:archive"
+SCAN_FROM: Final = datetime(1, 1, 1)
+"""Where each state's scan starts in the first chunk (later chunks start at the latest finish
+time moved so far)."""
 # After a run that moved this many rows the archive table is ANALYZEd, so the next restore,
 # prune or list is planned with its real size (autovacuum may not have caught up yet).
 ANALYZE_AFTER_ROWS: Final = 10_000
@@ -164,7 +167,8 @@ class Step:
     guarded_sql: str | None = None
     """For ``picks``: the move that skips ids already in the destination, used from the first
     chunk that hits one (the fast move fails on the destination's primary key and rolls back).
-    A ``picks`` move returns ``(k1, k2, count, min id, max id, candidates)`` rows."""
+    A ``picks`` move returns ``(state, queue, count, min id, max id, candidates, latest finish)``
+    rows; each state's ``after_<state>`` param moves up to its latest finish."""
 
 
 @dataclass
@@ -363,11 +367,15 @@ async def _drive(
                     if step.picks:
                         cur = await conn.execute(move_sql, {**params, "run_id": run_id})
                         found = await cur.fetchall()
-                        # (state, queue, count, min id, max id, candidates): none moved means
-                        # nothing left, or every candidate locked by others (run again later)
+                        # (state, queue, count, min id, max id, candidates, latest finish):
+                        # none moved means nothing left, or every candidate locked by others
+                        # (run again later)
                         rows = [r[:5] for r in found]
                         taken = int(found[0][5]) if found else 0
                         last = None
+                        for state, *_, latest in found:
+                            key = f"after_{state}"
+                            params[key] = max(params[key], latest)
                     else:
                         cur = await conn.execute(step.select_sql, params)
                         ids = [r[0] for r in await cur.fetchall()]
@@ -548,6 +556,7 @@ async def archive_jobs(
     for state, cutoff in limits.items():
         params[f"state_{state}"] = state
         params[f"cutoff_{state}"] = cutoff
+        params[f"after_{state}"] = SCAN_FROM
     steps = [
         Step(
             select_sql="",

@@ -120,7 +120,10 @@ LIMIT %(limit)s
 #    change, and either both commit or neither does. Deleting by address saves an index descent.
 #
 # The result is one row per (state, queue) moved, with the candidate count in every row (fewer
-# candidates than ``limit`` means nothing is left).
+# candidates than ``limit`` means nothing is left) and the latest finish time moved: the next
+# chunk starts each state's scan there (``after_<state>``), so it does not walk again over the
+# index entries of rows already moved (dead until vacuum, and revisited in the heap while an
+# older snapshot anywhere keeps them from being marked dead in the index).
 #
 # Without {guard} a row whose id is already archived (an id reused by a later job) fails the
 # chunk on the archive's primary key, which rolls it back; the run then repeats the chunk with
@@ -129,7 +132,8 @@ LIMIT %(limit)s
 ARCHIVE_BRANCH: Final = """(
         SELECT p.ctid, p.{ts} AS finished_at
         FROM {prefix}.oban_jobs p
-        WHERE p.state = %(state_{state})s AND p.{ts} < %(cutoff_{state})s
+        WHERE p.state = %(state_{state})s
+          AND p.{ts} >= %(after_{state})s AND p.{ts} < %(cutoff_{state})s
           AND (%(any_queue)s OR p.queue = ANY(%(queues)s))
           {guard}
         ORDER BY p.{ts}
@@ -163,11 +167,14 @@ WITH candidates AS MATERIALIZED (
         %(run_id)s
     FROM {prefix}.oban_jobs j
     WHERE j.ctid = ANY((SELECT ctids FROM picked)::tid[])
-    RETURNING id, state, queue
+    RETURNING id, state, queue,
+        CASE state WHEN 'completed' THEN completed_at WHEN 'discarded' THEN discarded_at
+                   ELSE cancelled_at END AS finished_at
 ), deleted AS (
     DELETE FROM {prefix}.oban_jobs j WHERE j.ctid = ANY((SELECT ctids FROM picked)::tid[])
 )
-SELECT state, queue, count(*), min(id), max(id), (SELECT cardinality(ctids) FROM candidates)
+SELECT state, queue, count(*), min(id), max(id), (SELECT cardinality(ctids) FROM candidates),
+    max(finished_at)
 FROM archived
 GROUP BY state, queue
 """
