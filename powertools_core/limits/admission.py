@@ -2,14 +2,20 @@
 
 The runtime claims a batch with its fetch statement, then calls :func:`admit` when any claimed
 job's worker declares limits, and releases the refused jobs back to ``available`` (attempt
-restored). Admission is one autocommit call of ``powertools_limits_admit`` (see migration
-0001): it locks each gate the batch needs (sorted, so pickers never deadlock), reads the gates
-with a fresh snapshot, decides the batch in priority order with the rule of
+restored). Admission is one autocommit call of ``powertools_limits_admit`` (migration 0003): it
+locks each gate the batch needs (sorted, so pickers never deadlock), reads the gates with a
+fresh snapshot, decides the batch in priority order with the rule of
 :mod:`powertools_core.limits.reservation`, and writes the debited levels and concurrency holds
 back. The bucket's CHECK (``0 <= level <= capacity * span``) makes an over-debit impossible to
 commit; the gate row lock is the serialisation point for concurrency across nodes. A job holds a
 concurrency slot while it is ``executing`` that attempt, so any outcome (ack, rescue, release)
 frees it without further writes.
+
+What an unsaturated batch costs is kept small: a concurrency gate carries a counter that never
+counts fewer than its live holds, so a batch that fits every gate is granted without reading
+the holds (they are recounted, and the dead ones forgotten, only when a counter says a gate may
+be full); a batch whose jobs all use one token bucket is one conditional UPDATE
+(``FAST_DEBIT``); arrays travel as literals.
 
 A small per-process cache remembers gates that blocked ("saturated until t"), so a saturated
 limit refuses jobs without a round trip until t (at most ``CACHE_MAX``; cooldowns are
@@ -19,7 +25,7 @@ re-checked at that pace so ``limiter resume`` takes effect quickly).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -37,12 +43,18 @@ log = logging.getLogger("powertools.limits")
 
 CACHE_MAX: Final = timedelta(seconds=1)
 
+HOLDS_KEY: Final = "powertools_limit_holds_pkey"
+
+# One row per refused job (admitted jobs are implied). The arrays travel as array literals built
+# by ``int_array``/``text_array``: psycopg's per-element array adaptation cost more than the
+# function itself on an unsaturated batch.
 ADMIT: Final = """
-SELECT o_job, o_admitted, o_code, o_gate, o_retry_at
+SELECT o_job, o_code, o_gate, o_retry_at
 FROM {prefix}.powertools_limits_admit(
     %(now)s::timestamp, %(g_name)s::text[], %(g_part)s::text[], %(g_kind)s::text[],
-    %(g_cap)s::integer[], %(g_span)s::bigint[], %(jobs)s::bigint[], %(attempts)s::integer[],
-    %(d_job)s::integer[], %(d_gate)s::integer[], %(d_weight)s::integer[]
+    %(g_cap)s::integer[], %(g_span)s::bigint[], %(g_jobs)s::integer[], %(g_weight)s::bigint[],
+    %(g_heaviest)s::integer[], %(jobs)s::bigint[], %(attempts)s::integer[],
+    %(d_job)s::integer[], %(d_gate)s::integer[], %(d_weight)s::integer[], %(replace)s::boolean
 )
 """
 
@@ -215,7 +227,11 @@ def _demands(
     if fixed is not None:
         return fixed
     try:
-        return worker_demands(limits, job.raw_args if job.raw_args is not None else job.args)
+        args = job.raw_args if job.raw_args is not None else job.args
+        if len(limits) == 1:
+            demands: list[Demand] = limits[0].demands(args)
+            return demands
+        return worker_demands(limits, args)
     except InvalidInput as exc:
         # The job cannot be placed in a partition; refusing it would strand it forever, so it
         # runs (and its perform sees the same args). This is logged, never silent.
@@ -223,40 +239,84 @@ def _demands(
         return []
 
 
+def int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers (``{1,2,3}``)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of strings, every element quoted (so no value is special)."""
+    items = list(values)
+    if not items:
+        return "{}"
+    plain = "".join(items)
+    if "\\" in plain or '"' in plain:
+        items = [v.replace("\\", "\\\\").replace('"', '\\"') for v in items]
+    return '{"' + '","'.join(items) + '"}'
+
+
 def build_params(
     jobs: Sequence[tuple[Job, Sequence[Demand]]], now: datetime | None
-) -> dict[str, Any]:
-    """The function's parameters: distinct gates in lock order, then one row per demand."""
-    gates: dict[tuple[str, str], Gate] = {}
-    for _, demands in jobs:
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The function's parameters and the gate keys in their order: the distinct gates (first
+    seen first; the function sorts them itself to lock them) with what the batch asks of each
+    (jobs, total weight, heaviest job), then one row per (job, gate) demand."""
+    index: dict[tuple[str, str], int] = {}
+    ordered: list[Gate] = []
+    count: list[int] = [0]
+    weight: list[int] = [0]
+    heaviest: list[int] = [0]
+    d_job: list[int] = []
+    d_gate: list[int] = []
+    d_weight: list[int] = []
+    single = True
+    for i, (_, demands) in enumerate(jobs, start=1):
+        if len(demands) != 1:
+            single = False
+        seen: set[tuple[str, str]] | None = None if len(demands) == 1 else set()
         for d in demands:
-            gates.setdefault(d.gate.key, d.gate)
-    order = sorted(gates, key=lambda k: (k[0].encode(), k[1].encode()))
-    index = {k: i + 1 for i, k in enumerate(order)}
+            gate = d.gate
+            key = (gate.name, gate.partition)
+            if seen is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            g = index.get(key)
+            if g is None:
+                g = index[key] = len(ordered) + 1
+                ordered.append(gate)
+                count.append(0)
+                weight.append(0)
+                heaviest.append(0)
+            w = d.weight
+            d_job.append(i)
+            d_gate.append(g)
+            d_weight.append(w)
+            count[g] += 1
+            weight[g] += w
+            if w > heaviest[g]:
+                heaviest[g] = w
+    # The common case travels light (see the function): one demand per job needs no job
+    # index, and weights of 1 need no weights.
+    ones = max(heaviest) <= 1
     params: dict[str, Any] = {
         "now": naive_utc(now) if now is not None else None,
-        "g_name": [k[0] for k in order],
-        "g_part": [k[1] for k in order],
-        "g_kind": [gates[k].kind for k in order],
-        "g_cap": [gates[k].capacity for k in order],
-        "g_span": [gates[k].span_us for k in order],
-        "jobs": [j.id for j, _ in jobs],
-        "attempts": [j.attempt for j, _ in jobs],
-        "d_job": [],
-        "d_gate": [],
-        "d_weight": [],
+        "g_name": text_array([g.name for g in ordered]),
+        "g_part": text_array([g.partition for g in ordered]),
+        "g_kind": text_array([g.kind for g in ordered]),
+        "g_cap": int_array([g.capacity for g in ordered]),
+        "g_span": int_array([g.span_us for g in ordered]),
+        "g_jobs": int_array(count[1:]),
+        "g_weight": None if ones else int_array(weight[1:]),
+        "g_heaviest": None if ones else int_array(heaviest[1:]),
+        "jobs": int_array([j.id for j, _ in jobs]),
+        "attempts": int_array([j.attempt for j, _ in jobs]),
+        "d_job": None if single else int_array(d_job),
+        "d_gate": int_array(d_gate),
+        "d_weight": None if ones else int_array(d_weight),
+        "replace": False,
     }
-    for i, (_, demands) in enumerate(jobs, start=1):
-        seen: set[tuple[str, str]] = set()
-        for d in demands:
-            if d.gate.key in seen:
-                continue
-            seen.add(d.gate.key)
-            params["d_job"].append(i)
-            params["d_gate"].append(index[d.gate.key])
-            params["d_weight"].append(d.weight)
-    params["_order"] = order
-    return params
+    return params, list(index)
 
 
 async def run_admission(
@@ -271,25 +331,31 @@ async def run_admission(
         return []
     if await _fast_path(conn, prefix, jobs, now):
         return [None] * len(jobs)
-    params = build_params(jobs, now)
-    order: list[tuple[str, str]] = params.pop("_order")
-    cur = await conn.execute(_admit_sql(prefix), params, prepare=True)
+    params, order = build_params(jobs, now)
+    try:
+        cur = await conn.execute(_admit_sql(prefix), params, prepare=True)
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != HOLDS_KEY:
+            raise
+        # A job of the batch still has a hold row on one of its gates from an earlier
+        # admission (the statement rolled back whole): decide again, replacing such rows.
+        params["replace"] = True
+        cur = await conn.execute(_admit_sql(prefix), params, prepare=True)
     out: list[Refusal | None] = [None] * len(jobs)
-    for job_index, admitted, code, gate_index, retry_at in await cur.fetchall():
-        if not admitted:
-            name, part = order[gate_index - 1]
-            out[job_index - 1] = Refusal(jobs[job_index - 1][0].id, code, name, part, retry_at)
+    for job_index, code, gate_index, retry_at in await cur.fetchall():
+        name, part = order[gate_index - 1]
+        out[job_index - 1] = Refusal(jobs[job_index - 1][0].id, code, name, part, retry_at)
     return out
 
 
 async def _sync_new(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Sequence[Job]) -> None:
     fresh: dict[str, type[Any]] = {}
-    for job in jobs:
-        if (prefix, job.worker) in _SYNCED:
+    for worker in {job.worker for job in jobs}:
+        if (prefix, worker) in _SYNCED:
             continue
-        cls = _worker_class(job.worker)
+        cls = _worker_class(worker)
         if cls is not None and tuple(getattr(cls, "limits", None) or ()):
-            fresh[job.worker] = cls
+            fresh[worker] = cls
     if not fresh:
         return
     await sync_async(conn, prefix, worker_limits(fresh))
@@ -317,13 +383,15 @@ async def admit(
     pending: list[tuple[Job, Sequence[Demand]]] = []
     verdict: dict[int, bool] = {}
     memo: dict[str, tuple[tuple[Any, ...], list[Demand] | None]] = {}
+    remembered = cache is not None and bool(cache.until)
     for job in jobs:
         demands = _demands(job, memo)
         if not demands:
             verdict[job.id] = True
             continue
-        if cache is not None and any(
-            cache.blocked(prefix, d.gate, wall_naive) is not None for d in demands
+        if remembered and any(
+            cache.blocked(prefix, d.gate, wall_naive) is not None  # type: ignore[union-attr]
+            for d in demands
         ):
             verdict[job.id] = False
             continue
@@ -337,6 +405,8 @@ async def admit(
         # and say why; unlimited jobs of the batch are unaffected.
         log.error("limits: admission failed, %d limited job(s) refused: %s", len(pending), exc)
         refusals = [Refusal(j.id, "admission_failed", "", "", None) for j, _ in pending]
+    if len(pending) == len(jobs) and not any(refusals):
+        return list(jobs), []
     for (job, wanted), refusal in zip(pending, refusals, strict=True):
         verdict[job.id] = refusal is None
         if refusal is not None and cache is not None and refusal.retry_at is not None:

@@ -32,6 +32,9 @@ from powertools_core.errors import InvalidInput
 GLOBAL_PARTITION: Final = ""
 """The partition key of a global (unpartitioned) gate."""
 
+GATE_CACHE: Final = 10_000
+"""Gates a limit keeps for reuse (admission resolves the same ones batch after batch)."""
+
 MAX_LEVEL: Final = 2**62
 """bucket_capacity * bucket_span in microseconds must stay below this (the exact token level is
 stored as a bigint, see ``reservation``)."""
@@ -120,8 +123,10 @@ class RateLimit:
     weight: int = 1
     weight_by: Resolver | None = None
     span: timedelta = field(init=False, repr=False, compare=False)
+    _gates: dict[str, Gate] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_gates", {})
         what = f"rate limit {self.name!r}"
         _check_name(self.name, "rate limit")
         _positive_int(self.bucket_capacity, what, "bucket_capacity")
@@ -172,7 +177,15 @@ class RateLimit:
         return text
 
     def gate(self, partition: str) -> Gate:
-        return Gate(self.name, partition, "rate", self.bucket_capacity, self.span_us)
+        # Admission asks for the same gates batch after batch: keep them (bounded).
+        found = self._gates.get(partition)
+        if found is None:
+            if len(self._gates) >= GATE_CACHE:
+                self._gates.clear()
+            found = self._gates[partition] = Gate(
+                self.name, partition, "rate", self.bucket_capacity, self.span_us
+            )
+        return found
 
     def demands(self, args: Mapping[str, Any]) -> list[Demand]:
         partition = resolve_partition(self, args)
@@ -188,8 +201,10 @@ class ConcurrencyLimit:
     global_limit: int | None = None
     partition_limit: int | None = None
     partition_by: Resolver | None = None
+    _demands: dict[str, Demand] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_demands", {})
         what = f"concurrency limit {self.name!r}"
         _check_name(self.name, "concurrency limit")
         if self.global_limit is None and self.partition_limit is None:
@@ -242,14 +257,27 @@ class ConcurrencyLimit:
 
     def demands(self, args: Mapping[str, Any]) -> list[Demand]:
         out: list[Demand] = []
-        glob = self.global_gate()
-        if glob is not None:
-            out.append(Demand(glob, 1))
+        if self.global_limit is not None:
+            out.append(self._demand(GLOBAL_PARTITION))
         if self.partition_limit is not None:
-            part = self.partition_gate(resolve_partition(self, args))
-            assert part is not None
-            out.append(Demand(part, 1))
+            out.append(self._demand(resolve_partition(self, args)))
         return out
+
+    def _demand(self, partition: str) -> Demand:
+        """The one-slot demand on a gate of this limit (kept: admission asks for the same
+        gates batch after batch; bounded)."""
+        found = self._demands.get(partition)
+        if found is None:
+            gate = (
+                self.global_gate()
+                if partition == GLOBAL_PARTITION
+                else self.partition_gate(partition)
+            )
+            assert gate is not None
+            if len(self._demands) >= GATE_CACHE:
+                self._demands.clear()
+            found = self._demands[partition] = Demand(gate, 1)
+        return found
 
 
 Limit = RateLimit | ConcurrencyLimit
@@ -298,24 +326,45 @@ def _lookup(resolver: Resolver, args: Mapping[str, Any], what: str, field_name: 
     try:
         return resolver(args)
     except Exception as exc:
-        raise InvalidInput(
-            f"{what}: {field_name} {describe_resolver(resolver)} failed on these args: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+        raise _failed(resolver, what, field_name, exc) from None
+
+
+def _failed(resolver: Resolver, what: str, field_name: str, exc: Exception) -> InvalidInput:
+    return InvalidInput(
+        f"{what}: {field_name} {describe_resolver(resolver)} failed on these args: "
+        f"{type(exc).__name__}: {exc}"
+    )
 
 
 def resolve_partition(limit: Limit, args: Mapping[str, Any]) -> str:
     """The partition key of ``args`` under ``limit`` (``""`` for a global limit)."""
-    if limit.partition_by is None:
+    resolver = limit.partition_by
+    if resolver is None:
         return GLOBAL_PARTITION
-    what = f"{limit.kind} limit {limit.name!r}"
-    value = _lookup(limit.partition_by, args, what, "partition_by")
+    # Admission resolves every claimed job: the common cases first, messages only on errors.
+    if not isinstance(resolver, str):
+        try:
+            value = resolver(args)
+        except Exception as exc:
+            raise _failed(resolver, _what(limit), "partition_by", exc) from None
+    elif isinstance(args, Mapping) and resolver in args:
+        value = args[resolver]
+    else:
+        value = _lookup(resolver, args, _what(limit), "partition_by")
+    if type(value) is str and value:
+        return value
     if value is None:
-        raise InvalidInput(f"{what}: partition_by resolved to null for these args")
+        raise InvalidInput(f"{_what(limit)}: partition_by resolved to null for these args")
     text = _partition_text(value)
     if text == GLOBAL_PARTITION:
-        raise InvalidInput(f"{what}: partition_by resolved to an empty string for these args")
+        raise InvalidInput(
+            f"{_what(limit)}: partition_by resolved to an empty string for these args"
+        )
     return text
+
+
+def _what(limit: Limit) -> str:
+    return f"{limit.kind} limit {limit.name!r}"
 
 
 def resolve_weight(limit: RateLimit, args: Mapping[str, Any]) -> int:

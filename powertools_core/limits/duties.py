@@ -1,7 +1,7 @@
 """The limiter's housekeeping, run by the elected leader (a ``LeaderDuty``).
 
-Admission already forgets the holds of the gates it touches; this sweep covers the rest, so the
-tables stay as small as the live state:
+Admission forgets the dead holds of a gate when it recounts it (when the gate's counter says it
+may be full); this sweep covers the rest, so the tables stay close to the live state:
 
 - a concurrency hold whose job is no longer ``executing`` that attempt is deleted;
 - a token bucket that would be full by now (idle for at least its span) and is not cooling
