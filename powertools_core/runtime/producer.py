@@ -5,6 +5,13 @@ It claims jobs in batches (free slots + prefetch, one statement), starts them as
 plain ``def perform`` in the process's bounded thread pool, and hands every outcome to the
 acker. It fetches again at once when a fetch came back full; otherwise it waits for a slot, a
 NOTIFY (only when it has room), or the poll timer (which backs off while the queue is empty).
+
+A batch with limited jobs is admitted (``runtime.release.Admission``) before any of it starts.
+While the limits are admitting everything, that admission runs in the background on its own
+connection, so the next claim does not wait for it (claims and admissions overlap, two stages
+of one pipeline, bounded by the same demand); batches are still admitted one at a time, in
+claim order. Once an admission refuses jobs, the next batch is admitted inline again and the
+loop waits as before.
 """
 
 from __future__ import annotations
@@ -103,6 +110,9 @@ class Producer:
         self.min_demand = max(1, (limit + prefetch) // 4)
         self.running: dict[int, asyncio.Task[None]] = {}
         self.buffer: deque[Job] = deque()
+        self.admitting: list[Job] = []
+        """Claimed jobs whose admission runs in the background (not started, not buffered)."""
+        self._admission: asyncio.Task[None] | None = None
         self.cancel_requested: set[int] = set()
         self.fetching = False
         self.stopping = False
@@ -132,13 +142,15 @@ class Producer:
         self._task = asyncio.create_task(self._run(), name=f"powertools-producer-{self.queue}")
 
     async def stop(self) -> None:
-        """Stop fetching (running jobs go on; ``wait_idle`` waits for them)."""
+        """Stop fetching (running jobs go on; ``wait_idle`` waits for them). A background
+        admission is finished first, so its jobs are buffered (``take_unstarted``) or given back."""
         self.stopping = True
         self._stopped.set()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._admitted()
 
     def take_unstarted(self) -> list[Job]:
         jobs = list(self.buffer)
@@ -206,7 +218,9 @@ class Producer:
 
     # the loop ---------------------------------------------------------------------------
     def _demand(self) -> int:
-        return self.limit + self.prefetch - len(self.running) - len(self.buffer)
+        return (
+            self.limit + self.prefetch - len(self.running) - len(self.buffer) - len(self.admitting)
+        )
 
     async def _run(self) -> None:
         interval = self.poll_interval
@@ -217,7 +231,7 @@ class Producer:
                 if self.acker.overloaded():
                     await self.acker.wait_drained()
                     continue
-                count = await self._fetch(min(demand, self.max_fetch))
+                count = await self._fetch(min(demand, self.max_fetch), overlap=True)
                 if count is None:
                     await sleep_or(self._stopped, self._backoff.next())
                     continue
@@ -246,8 +260,63 @@ class Producer:
             pass
         self._wake.clear()
 
-    async def _fetch(self, limit: int) -> int | None:
-        """Claim up to ``limit`` jobs and start what fits; the count, or None on a DB error."""
+    async def _fetch(self, limit: int, *, overlap: bool = False) -> int | None:
+        """Claim up to ``limit`` jobs and start what fits; the count, or None on a DB error.
+
+        With ``overlap``, a batch that needs admission while the limits admit everything is
+        admitted in the background and the count claimed is returned at once."""
+        rows = await self._claim(limit)
+        if rows is None:
+            return None
+        jobs = [Job.from_row(r) for r in rows]
+        if len(jobs) > 1:
+            jobs.sort(key=_fetch_order)
+        if (
+            overlap
+            and jobs
+            and not self.stopping
+            and self.refused_last == 0
+            and self.admission is not None
+            and self.admission.needed(jobs)
+        ):
+            # Batches are admitted (and started) in claim order: each background admission
+            # waits for the one before it.
+            self.admitting.extend(jobs)
+            self._check_idle()
+            self._admission = self._loop.create_task(
+                self._admit_in_background(self._admission, jobs),
+                name=f"powertools-admission-{self.queue}",
+            )
+            return len(jobs)
+        await self._admitted()
+        return await self._admit(jobs)
+
+    async def _admitted(self) -> None:
+        """Wait until every background admission is done."""
+        task = self._admission
+        if task is not None:
+            with contextlib.suppress(Exception):  # logged by the task
+                await asyncio.shield(task)
+
+    async def _admit_in_background(
+        self, before: asyncio.Task[None] | None, jobs: list[Job]
+    ) -> None:
+        try:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(before)
+            await self._admit(jobs)
+        except Exception:
+            log.exception("producer %s: admitting a claimed batch failed", self.queue)
+        finally:
+            del self.admitting[: len(jobs)]
+            if self._admission is asyncio.current_task():
+                self._admission = None
+            self._check_idle()
+            self._wake.set()
+
+    async def _claim(self, limit: int) -> list[Any] | None:
+        """The claim statement; its rows, or None on a DB error."""
         self.fetching = True
         started = time.perf_counter()
         try:
@@ -275,27 +344,31 @@ class Producer:
         self.healthy = True
         self._backoff.reset()
         self.fetches += 1
-        jobs = [Job.from_row(r) for r in rows]
-        if len(jobs) > 1:
-            jobs.sort(key=_fetch_order)
         if telemetry.enabled("fetch"):
             telemetry.emit(
                 "fetch",
-                {"count": len(jobs), "demand": limit, "duration": time.perf_counter() - started},
+                {"count": len(rows), "demand": limit, "duration": time.perf_counter() - started},
                 {"queue": self.queue, "producer": self.uuid},
             )
+        return rows
+
+    async def _admit(self, jobs: list[Job]) -> int | None:
+        """Admit a claimed batch, buffer and start what may run; the count, or None when
+        admission failed (the batch is given back)."""
+        claimed = len(jobs)
         if jobs and self.admission is not None:
             try:
                 jobs = list(await self.admission(jobs))
             except Exception as exc:
                 log.error("producer %s: admission failed (%s); backing off", self.queue, exc)
                 if isinstance(exc, DB_ERRORS):
-                    await self.fetch_slot.reset()
+                    reset = getattr(self.admission, "reset", None)
+                    await (reset() if callable(reset) else self.fetch_slot.reset())
                 # Give the claimed batch back at once (fenced like an ack); if that fails too,
                 # the reconcile before the next fetch still does it.
                 self._lost_reply = not await self._give_back(jobs)
                 return None
-        self.refused_last = len(rows) - len(jobs)
+        self.refused_last = claimed - len(jobs)
         if jobs and any(j.meta for j in jobs):
             jobs = await self._load_contexts(jobs)
         self.buffer.extend(jobs)
@@ -336,6 +409,7 @@ class Producer:
         known = [
             *self.running,
             *(j.id for j in self.buffer),
+            *(j.id for j in self.admitting),
             *self.acker.pending_ids(self.uuid),
         ]
         cur = await conn.execute(
@@ -355,7 +429,7 @@ class Producer:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self.running and not self.buffer:
+        if not self.running and not self.buffer and not self.admitting:
             self._idle.set()
         else:
             self._idle.clear()

@@ -55,7 +55,10 @@ def release_sync(conn: psycopg.Connection[Any], prefix: str, jobs: Sequence[Job]
 
 class Admission:
     """Runs ``powertools_core.limits.admission.admit`` over a claimed batch when any of its
-    workers declares ``limits``; refused jobs are released at once. Absent module: no-op."""
+    workers declares ``limits``; refused jobs are released at once. Absent module: no-op.
+
+    ``fetch_slot`` is the connection it decides and releases on: the runtime gives it one of
+    its own, so a producer can claim its next batch while this one is being admitted."""
 
     MODULE = "powertools_core.limits.admission"
 
@@ -94,8 +97,16 @@ class Admission:
         found = self.workers.get(job.worker)
         return bool(getattr(found, "limits", ()))
 
+    def needed(self, jobs: Sequence[Job]) -> bool:
+        """Whether any job of the batch is under a limit (else admission passes it as is)."""
+        return any(self._limited(j) for j in {j.worker: j for j in jobs}.values())
+
+    async def reset(self) -> None:
+        """Drop the connection admission uses (after a connection error)."""
+        await self.fetch_slot.reset()
+
     async def __call__(self, jobs: Sequence[Job]) -> Sequence[Job]:
-        if not any(self._limited(j) for j in jobs):
+        if not self.needed(jobs):
             return jobs
         admit = self._load()
         if admit is None:

@@ -88,6 +88,9 @@ class Runtime:
         self._stop_requested = asyncio.Event()
         self._signals = 0
         self.fetch = ConnectionSlot(config.url, "fetch", node=config.node, fast_json=True)
+        # Admission decides claimed batches on its own connection, so claims and admissions of
+        # limited queues overlap (see runtime.producer).
+        self.admission_slot = ConnectionSlot(config.url, "admission", node=config.node)
         self.maint = ConnectionSlot(
             config.url, "maintenance", node=config.node, prepare_threshold=None
         )
@@ -114,7 +117,7 @@ class Runtime:
         self.executor = DaemonThreadPool(size)
         runner = SyncRunner(asyncio.get_running_loop(), self.executor)
         await self.acker.start()
-        admission = Admission(cfg.prefix, self.fetch, self.workers)
+        admission = Admission(cfg.prefix, self.admission_slot, self.workers)
         for queue, limit in cfg.queues.items():
             self.producers[queue] = Producer(
                 queue=queue,
@@ -229,6 +232,7 @@ class Runtime:
         if self.health is not None:
             await self.health.stop()
         await self.fetch.reset()
+        await self.admission_slot.reset()
         await self.maint.reset()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
