@@ -29,6 +29,7 @@ from powertools_cli.options import (
 from powertools_cli.output import Output
 from powertools_core import archive
 from powertools_core.archive.listing import DEFAULT_LIST_LIMIT, RUN_KINDS
+from powertools_core.archive.plan import parse_token
 from powertools_core.archive.policy import (
     DEFAULT_AUDIT_RETENTION,
     MAX_BATCH_SIZE,
@@ -64,8 +65,19 @@ DryRun = Annotated[
     bool,
     typer.Option(
         "--dry-run",
-        help="Show what would move (counts by state and queue, ids in conflict) and change "
-        "nothing; nothing is written either.",
+        help="Show the preview (counts by state, queue and worker, the first rows to move, ids "
+        "left alone, a preview token) and change nothing; nothing is written either.",
+        rich_help_panel=EXECUTION,
+    ),
+]
+PreviewToken = Annotated[
+    str | None,
+    typer.Option(
+        "--preview-token",
+        help="Execute only if the rows still match this --dry-run preview (exit 2 and nothing "
+        "changed otherwise); for run and prune the cutoffs are those of the preview's time. "
+        "E.g. 3f9a0c1d2e4b5a6c@20260105T101112Z",
+        show_default=False,
         rich_help_panel=EXECUTION,
     ),
 ]
@@ -163,6 +175,17 @@ def _run_id(out: Output, text: str | None) -> uuid.UUID | None:
         )
 
 
+def _token(out: Output, text: str | None, kind: str) -> str | None:
+    """A malformed --preview-token is refused before anything touches the database."""
+    if text is None:
+        return None
+    try:
+        parse_token(text, kind)
+    except PowertoolsError as exc:
+        out.fail(exc)
+    return text
+
+
 def _guard(
     out: Output, settings: Settings, actor: str | None, reason: str | None, yes: bool
 ) -> None:
@@ -180,20 +203,22 @@ def _guard(
 
 def _confirm(
     out: Output, preview: Callable[[], ArchivePreview | ArchiveRunResult], verb: str
-) -> None:
-    """On a terminal: show the dry-run preview on stderr, then ask."""
-    from powertools_cli.render.ansi import render_ansi
+) -> str:
+    """On a terminal: show the dry-run preview on stderr, then ask; returns the token of what
+    was shown, so the execution moves exactly that (or refuses if it drifted meanwhile)."""
+    from powertools_cli.render.archive import preview_body
 
     try:
         shown = preview()
     except PowertoolsError as exc:
         out.fail(exc)
     assert isinstance(shown, ArchivePreview)
-    render_ansi(shown, out.stderr)
-    if shown.total == 0:
-        return
-    if not typer.confirm(f"{verb} {shown.total:,} row(s)?", default=False, err=True):
+    preview_body(shown, out.stderr)
+    if shown.total and not typer.confirm(
+        f"{verb} {shown.total:,} row(s)?", default=False, err=True
+    ):
         out.fail(PowertoolsError("aborted; nothing was changed"))
+    return shown.preview_token
 
 
 # archive run --------------------------------------------------------------------------------
@@ -240,8 +265,10 @@ def run_command(
     reason: Reason = None,
     dry_run: DryRun = False,
     yes: Yes = False,
+    preview_token: PreviewToken = None,
     database_url: DatabaseUrl = None,
     prefix: Prefix = None,
+    app_modules: App = None,
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
     verbose: Verbose = 0,
@@ -258,18 +285,28 @@ def run_command(
     archived earlier that is in oban_jobs again is left alone and reported (exit 1). Needs
     --actor (or POWERTOOLS_ACTOR), --reason (8+ characters) and, without a terminal, --yes.
 
+    --dry-run prints a preview token (plan hash @ the preview's time, e.g.
+    3f9a0c1d2e4b5a6c@20260105T101112Z); executing with --preview-token computes the cutoffs
+    from that time, so it moves exactly the rows that were old enough then, and refuses (exit
+    2, nothing changed) if any row joined or left that set since. On a terminal without --yes
+    the confirmation pins the plan it showed the same way.
+
     Examples:
 
     $ powertools archive run --dry-run
 
     $ powertools archive run --state completed=1d,discarded=30d --queue mailers --dry-run
 
+    $ powertools archive run --preview-token "$TOKEN" --actor alice --reason "weekly cleanup" --yes
+
     $ POWERTOOLS_ACTOR=alice powertools archive run --older-than 30d --reason "weekly cleanup" --yes
 
     $ powertools archive run --audit --older-than 365d --actor alice --reason "yearly rotation"
     """
     out = _out("archive run", fmt, no_color, verbose, quiet)
-    settings = common.settings(out, database_url=database_url, prefix=prefix, actor=actor)
+    settings = common.settings(
+        out, database_url=database_url, prefix=prefix, app=app_modules, actor=actor
+    )
     config = _config(out, settings)
     size = _batch(out, batch_size, config)
     request: archive.ArchiveRequest | archive.AuditArchiveRequest
@@ -293,17 +330,23 @@ def run_command(
             )
     except PowertoolsError as exc:
         out.fail(exc)
+    token = _token(out, preview_token, "audit_archive" if audit else "archive")
     if dry_run:
-        out.run(lambda: archive.run_archive(settings, request, dry_run=True))
+        out.run(lambda: archive.run_archive(settings, request, dry_run=True, preview_token=token))
     _guard(out, settings, actor, reason, yes)
     if not yes:
-        _confirm(out, lambda: archive.run_archive(settings, request, dry_run=True), "Archive")
+        token = _confirm(
+            out,
+            lambda: archive.run_archive(settings, request, dry_run=True, preview_token=token),
+            "Archive",
+        )
     out.run(
         lambda: archive.run_archive(
             settings,
             request,
             actor=actor or settings.actor,
             reason=reason,
+            preview_token=token,
             progress=out.progress,
         )
     )
@@ -444,8 +487,10 @@ def restore_command(
     reason: Reason = None,
     dry_run: DryRun = False,
     yes: Yes = False,
+    preview_token: PreviewToken = None,
     database_url: DatabaseUrl = None,
     prefix: Prefix = None,
+    app_modules: App = None,
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
     verbose: Verbose = 0,
@@ -458,16 +503,21 @@ def restore_command(
     ids not in the archive (exit 1). Chunked and audited like `archive run`; Ctrl-C stops after
     the current chunk. A restored job keeps its old finish time, so the next `archive run` (or
     the worker's retention duty) archives it again unless it is retried first. Needs --actor,
-    --reason and, without a terminal, --yes.
+    --reason and, without a terminal, --yes. With --preview-token from a --dry-run it restores
+    only if the rows to restore (and the ids it would refuse) are still the previewed ones.
 
     Examples:
 
     $ powertools archive restore 81234 81235 --dry-run
 
+    $ powertools archive restore 81234 --preview-token "$TOKEN" --actor bo --reason "replay it" -y
+
     $ powertools archive restore --run RUN_ID --actor alice --reason "replay after the fix" --yes
     """
     out = _out("archive restore", fmt, no_color, verbose, quiet)
-    settings = common.settings(out, database_url=database_url, prefix=prefix, actor=actor)
+    settings = common.settings(
+        out, database_url=database_url, prefix=prefix, app=app_modules, actor=actor
+    )
     size = _batch(out, batch_size, _config(out, settings))
     selection = archive.ArchiveFilter(
         ids=tuple(ids or ()),
@@ -483,15 +533,18 @@ def restore_command(
                 hint="give job ids, --run RUN_ID, or --state/--queue/--worker",
             )
         )
+    token = _token(out, preview_token, "restore")
+
+    def dry() -> ArchivePreview | ArchiveRunResult:
+        return archive.run_restore(
+            settings, selection, batch_size=size, dry_run=True, preview_token=token
+        )
+
     if dry_run:
-        out.run(lambda: archive.run_restore(settings, selection, batch_size=size, dry_run=True))
+        out.run(dry)
     _guard(out, settings, actor, reason, yes)
     if not yes:
-        _confirm(
-            out,
-            lambda: archive.run_restore(settings, selection, batch_size=size, dry_run=True),
-            "Restore",
-        )
+        token = _confirm(out, dry, "Restore")
     out.run(
         lambda: archive.run_restore(
             settings,
@@ -499,6 +552,7 @@ def restore_command(
             actor=actor or settings.actor,
             reason=reason,
             batch_size=size,
+            preview_token=token,
             progress=out.progress,
         )
     )
@@ -533,8 +587,10 @@ def prune_command(
     reason: Reason = None,
     dry_run: DryRun = False,
     yes: Yes = False,
+    preview_token: PreviewToken = None,
     database_url: DatabaseUrl = None,
     prefix: Prefix = None,
+    app_modules: App = None,
     fmt: OutputFormat = Format.ansi,
     no_color: NoColor = False,
     verbose: Verbose = 0,
@@ -543,8 +599,9 @@ def prune_command(
     """Permanently delete rows archived longer ago than --older-than, from the archive only.
 
     The only permanent delete powertools has: oban_jobs and powertools_audit_events are never
-    touched. Look with --dry-run first. Chunked, recorded as a prune run and audited. Needs
-    --actor, --reason and, without a terminal, --yes.
+    touched. Look with --dry-run first; --preview-token then deletes exactly the rows that
+    preview counted (archived before its time minus --older-than) or refuses (exit 2). Chunked,
+    recorded as a prune run and audited. Needs --actor, --reason and, without a terminal, --yes.
 
     Examples:
 
@@ -553,19 +610,24 @@ def prune_command(
     $ powertools archive prune --older-than 90d --actor alice --reason "quarterly prune" --yes
     """
     out = _out("archive prune", fmt, no_color, verbose, quiet)
-    settings = common.settings(out, database_url=database_url, prefix=prefix, actor=actor)
+    settings = common.settings(
+        out, database_url=database_url, prefix=prefix, app=app_modules, actor=actor
+    )
     size = _batch(out, batch_size, _config(out, settings))
     try:
         age = parse_duration(older_than, name="--older-than")
     except PowertoolsError as exc:
         out.fail(exc)
     request = archive.PruneRequest(older_than=age, audit=audit, batch_size=size)
+    token = _token(out, preview_token, "audit_prune" if audit else "prune")
     if dry_run:
-        out.run(lambda: archive.run_prune(settings, request, dry_run=True))
+        out.run(lambda: archive.run_prune(settings, request, dry_run=True, preview_token=token))
     _guard(out, settings, actor, reason, yes)
     if not yes:
-        _confirm(
-            out, lambda: archive.run_prune(settings, request, dry_run=True), "Permanently delete"
+        token = _confirm(
+            out,
+            lambda: archive.run_prune(settings, request, dry_run=True, preview_token=token),
+            "Permanently delete",
         )
     out.run(
         lambda: archive.run_prune(
@@ -573,6 +635,7 @@ def prune_command(
             request,
             actor=actor or settings.actor,
             reason=reason,
+            preview_token=token,
             progress=out.progress,
         )
     )

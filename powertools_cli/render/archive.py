@@ -127,8 +127,52 @@ def _conflict_lines(console: Console, kind: str, conflicts: list[int], count: in
     console.print(f"{text}: {_ids(conflicts, count)}", markup=False, style="yellow")
 
 
-@renders(ArchivePreview)
-def _preview(result: ArchivePreview, console: Console) -> None:
+# kind -> the order of the sample (the order the run takes rows in, where it has one)
+_SAMPLE_ORDER: dict[str, str] = {
+    "archive": "oldest finished first",
+    "audit_archive": "oldest first",
+    "restore": "lowest id first",
+    "prune": "oldest archived first",
+    "audit_prune": "oldest archived first",
+}
+
+
+def _sample_table(console: Console, result: ArchivePreview) -> None:
+    if not result.sample:
+        return
+    title = f"sample: {len(result.sample)} of {result.total:,}, {_SAMPLE_ORDER[result.kind]}"
+    if result.kind in ("audit_archive", "audit_prune"):
+        headers = ["id", "at", "actor", "action", "target"]
+        rows: list[list[Any]] = [
+            [
+                r.id,
+                short_ts(r.at),
+                r.actor,
+                r.action,
+                f"{r.target_type}:{r.target_id}" if r.target_id else r.target_type,
+            ]
+            for r in result.sample
+        ]
+        table(console, headers, rows, title=title, flex=["target", "actor"])
+        return
+    when = "finished" if result.kind == "archive" else "archived"
+    headers = ["id", "state", "queue", "worker", when, "args"]
+    rows = [
+        [
+            r.id,
+            r.state,
+            r.queue,
+            (r.worker or "-").rsplit(".", 1)[-1],
+            short_ts(r.finished_at if result.kind == "archive" else r.archived_at),
+            _compact(r.args),
+        ]
+        for r in result.sample
+    ]
+    table(console, headers, rows, title=title, flex=["args"])
+
+
+def preview_body(result: ArchivePreview, console: Console) -> None:
+    """The preview without the closing hint (also shown before the confirmation prompt)."""
     what, verb, _ = _KINDS[result.kind]
     console.print(
         f"dry run: would {verb} {_plural(result.total, what)}; nothing was changed",
@@ -136,10 +180,32 @@ def _preview(result: ArchivePreview, console: Console) -> None:
         style="bold",
     )
     console.print(f"filter: {filter_text(result.kind, result.filter)}", markup=False)
+    if result.as_of is not None:
+        console.print(
+            f"as of {ts(result.as_of)} (ages counted from here; the token pins it)", markup=False
+        )
     _group_table(console, result.kind, result.groups, oldest=True)
+    if result.by_worker:
+        console.print(
+            "by worker: " + ", ".join(f"{k} {v:,}" for k, v in result.by_worker.items()),
+            markup=False,
+        )
     _conflict_lines(console, result.kind, result.conflicts, result.conflict_count)
     if result.not_found:
         console.print(f"not in the archive: {_ids(result.not_found)}", markup=False, style="yellow")
+    _sample_table(console, result)
+    console.print(f"preview token: {result.preview_token}", markup=False)
+
+
+@renders(ArchivePreview)
+def _preview(result: ArchivePreview, console: Console) -> None:
+    preview_body(result, console)
+    console.print(
+        f"to execute exactly this plan add --preview-token {result.preview_token} "
+        "--actor NAME --reason TEXT",
+        markup=False,
+        style="dim",
+    )
 
 
 @renders(ArchiveRunResult)
@@ -165,6 +231,12 @@ def _run(result: ArchiveRunResult, console: Console) -> None:
     _conflict_lines(console, result.kind, result.conflicts, result.conflict_count)
     if result.not_found:
         console.print(f"not in the archive: {_ids(result.not_found)}", markup=False, style="yellow")
+    if result.preview_token:
+        console.print(
+            f"plan of preview {result.preview_token} (checked before the first chunk)",
+            markup=False,
+            style="dim",
+        )
     for orphan in result.interrupted_runs:
         console.print(
             f"earlier run {orphan} had died mid-run; marked interrupted",

@@ -8,6 +8,7 @@ from typing import Any, Final
 import psycopg
 
 from powertools_core.archive import sql
+from powertools_core.archive.preview import deny_list
 from powertools_core.archive.restore import ArchiveFilter, check_states
 from powertools_core.archive.results import (
     ArchivedJob,
@@ -42,11 +43,7 @@ def _job(row: tuple[Any, ...], deny: DenyList) -> ArchivedJob:
 
 
 def _deny(settings: Settings) -> DenyList:
-    from powertools_core import workers
-
-    if settings.app:
-        workers.load_app(settings.app)
-    return DenyList(settings.redact_keys)
+    return deny_list(settings)
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:

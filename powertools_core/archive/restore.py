@@ -13,18 +13,19 @@ from typing import Any
 
 import psycopg
 
-from powertools_core.archive import sql
+from powertools_core.archive import plan, preview, sql
 from powertools_core.archive.policy import (
     DEFAULT_BATCH_SIZE,
     check_actor_reason,
     check_batch_size,
 )
-from powertools_core.archive.results import ArchivePreview, ArchiveRunResult, Group
+from powertools_core.archive.results import ArchivePreview, ArchiveRunResult, SampleRow
 from powertools_core.archive.run import (
     CONFLICT_LIST_LIMIT,
     ProgressFactory,
     Step,
     StopRequest,
+    check_plan,
     execute_run,
     never_stop,
     no_progress,
@@ -32,6 +33,7 @@ from powertools_core.archive.run import (
 )
 from powertools_core.config import Settings
 from powertools_core.errors import InvalidInput
+from powertools_core.redaction import DenyList
 from powertools_core.schema.oban import TERMINAL_STATES
 
 
@@ -100,21 +102,37 @@ async def _conflicts_and_missing(
 
 
 async def preview_restore(
-    conn: psycopg.AsyncConnection[Any], prefix: str, selection: ArchiveFilter
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    selection: ArchiveFilter,
+    *,
+    deny: DenyList | None = None,
+    sample_size: int = plan.SAMPLE_SIZE,
 ) -> ArchivePreview:
+    """What ``archive restore`` would put back (no clock: the token is the plan hash alone)."""
+    sample: list[SampleRow] = []
+    where = selection.where()
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
-        cur = await conn.execute(
-            sql.job_sql(sql.COUNT_RESTORABLE, prefix, where=selection.where()), selection.params()
+        await conn.execute(preview.BEGIN_PREVIEW)
+        found = await preview.fetch(
+            conn, sql.job_sql(sql.COUNT_RESTORABLE, prefix, where=where), selection.params()
         )
-        groups = [Group(state=s, queue=q, count=c, oldest=o) for s, q, c, o in await cur.fetchall()]
+        groups = preview.job_groups(found)
         conflicts, missing = await _conflicts_and_missing(conn, prefix, selection)
-    return ArchivePreview(
-        command="archive restore",
-        kind="restore",
+        if sample_size and groups:
+            found = await preview.fetch(
+                conn,
+                sql.job_sql(sql.SAMPLE_RESTORABLE, prefix, where=where),
+                {**selection.params(), "sample": sample_size},
+            )
+            sample = preview.job_samples(found, deny or DenyList())
+    return preview.build(
+        "restore",
         filter=selection.as_json(),
-        total=sum(g.count for g in groups),
+        selection=selection.as_json(),
         groups=groups,
+        sample=sample,
+        as_of=None,
         conflicts=conflicts,
         conflict_count=len(conflicts),
         not_found=missing,
@@ -131,14 +149,18 @@ async def restore_jobs(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressFactory = no_progress,
     should_stop: Callable[[], bool] = never_stop,
+    preview_token: plan.PreviewToken | None = None,
 ) -> ArchiveRunResult:
-    """Move the selected archived jobs back, chunk by chunk, as a recorded ``restore`` run."""
+    """Move the selected archived jobs back, chunk by chunk, as a recorded ``restore`` run;
+    with ``preview_token`` only if the plan is still the previewed one (checked once, before
+    the first chunk; ``PreviewDrifted`` and nothing recorded otherwise)."""
     if selection.empty:
         raise InvalidInput(
             "say what to restore", hint="give job ids, --run RUN_ID, or --state/--queue/--worker"
         )
     check_batch_size(batch_size)
-    preview = await preview_restore(conn, prefix, selection)
+    shown = await preview_restore(conn, prefix, selection, sample_size=0)
+    check_plan(shown, preview_token)
     step = Step(
         select_sql=sql.job_sql(sql.SELECT_RESTORABLE_IDS, prefix, where=selection.where()),
         move_sql=sql.job_sql(sql.RESTORE_JOBS, prefix),
@@ -154,12 +176,13 @@ async def restore_jobs(
         filter={**selection.as_json(), "batch_size": batch_size},
         steps=[step],
         batch_size=batch_size,
-        total=preview.total,
+        total=shown.total,
         progress=progress,
-        conflicts=preview.conflicts,
-        conflict_count=preview.conflict_count,
-        not_found=preview.not_found,
+        conflicts=shown.conflicts,
+        conflict_count=shown.conflict_count,
+        not_found=shown.not_found,
         should_stop=should_stop,
+        preview_token=preview_token.text if preview_token else None,
     )
 
 
@@ -171,9 +194,12 @@ def run_restore(
     reason: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
+    preview_token: str | None = None,
     progress: ProgressFactory = no_progress,
 ) -> ArchivePreview | ArchiveRunResult:
-    """``powertools archive restore``."""
+    """``powertools archive restore``; ``preview_token`` (from a dry run) pins the plan: the
+    command refuses (``PreviewDrifted``, nothing written) when the rows it would restore, or
+    the ids it would refuse, are no longer the previewed ones."""
     if selection.empty:
         raise InvalidInput(
             "say what to restore", hint="give job ids, --run RUN_ID, or --state/--queue/--worker"
@@ -181,11 +207,15 @@ def run_restore(
     check_states(selection.states)
     check_batch_size(batch_size)
     who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
+    token = plan.parse_token(preview_token, "restore") if preview_token is not None else None
+    deny = preview.deny_list(settings)
     stop = StopRequest()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
         if dry_run:
-            return await preview_restore(conn, settings.prefix, selection)
+            shown = await preview_restore(conn, settings.prefix, selection, deny=deny)
+            check_plan(shown, token)
+            return shown
         return await restore_jobs(
             conn,
             settings.prefix,
@@ -195,6 +225,7 @@ def run_restore(
             batch_size=batch_size,
             progress=progress,
             should_stop=stop,
+            preview_token=token,
         )
 
     return with_connection(settings, work, stop=None if dry_run else stop)

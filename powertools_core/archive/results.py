@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from powertools_core.results import CommandResult
 
@@ -56,6 +56,31 @@ class RunRecord(_UtcModel):
     finished_at: datetime | None = None
 
 
+class SampleRow(_UtcModel):
+    """One of the first rows a run would move: a job (args redacted like ``archive list``; meta
+    and errors left out) or, for ``--audit``, an audit event (before/after/meta left out)."""
+
+    id: int
+    state: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    tags: list[str] | None = None
+    args: Any = None
+    finished_at: datetime | None = Field(
+        default=None, description="completed_at, discarded_at or cancelled_at (jobs)."
+    )
+    at: datetime | None = Field(default=None, description="When the audit event happened.")
+    actor: str | None = None
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    archived_at: datetime | None = Field(
+        default=None, description="restore and prune: when the row was archived."
+    )
+
+
 class ArchivePreview(CommandResult):
     """``--dry-run``: what would move (or be deleted); nothing changed."""
 
@@ -67,6 +92,35 @@ class ArchivePreview(CommandResult):
     conflicts: list[int] = []
     conflict_count: int = 0
     not_found: list[int] = []
+    as_of: datetime | None = Field(
+        default=None,
+        description="run and prune: the instant (UTC, whole seconds) the cutoffs were computed "
+        "from; the preview token pins it. null for restore.",
+    )
+    by_state: dict[str, int] = Field(default_factory=dict, description="Jobs per state.")
+    by_queue: dict[str, int] = Field(
+        default_factory=dict, description="Jobs per queue, most first."
+    )
+    by_worker: dict[str, int] = Field(
+        default_factory=dict, description="Jobs per worker, most first."
+    )
+    sample: list[SampleRow] = Field(
+        default_factory=list,
+        description="Up to 5 of the rows, in the order the run takes them: archive run, oldest "
+        "finished first (audit events: oldest first); restore, lowest id first; prune, oldest "
+        "archived first.",
+    )
+    plan_hash: str = Field(
+        default="",
+        description="SHA-256 of the plan: kind, selection (with the cutoffs), and per "
+        "state/queue/worker (audit: action) the count, sum and range of the ids, plus the ids "
+        "left alone.",
+    )
+    preview_token: str = Field(
+        default="",
+        description="Pass as --preview-token to execute only this plan: the start of "
+        "plan_hash, and for run and prune @as_of (e.g. 3f9a0c1d2e4b5a6c@20260105T101112Z).",
+    )
 
 
 class ArchiveRunResult(CommandResult):
@@ -84,6 +138,11 @@ class ArchiveRunResult(CommandResult):
     conflict_count: int = 0
     not_found: list[int] = []
     interrupted_runs: list[uuid.UUID] = []
+    preview_token: str | None = Field(
+        default=None,
+        description="The --preview-token the plan was checked against before the first chunk "
+        "(null without one).",
+    )
 
     def exit_status(self) -> int:
         """0 done; 1 interrupted (run again to finish) or some ids refused/not found; 2 failed."""

@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from powertools_core.archive import sql
+from powertools_core.archive import plan, preview, sql
 from powertools_core.archive.policy import (
     DEFAULT_AUDIT_RETENTION,
     DEFAULT_BATCH_SIZE,
@@ -42,12 +42,14 @@ from powertools_core.archive.policy import (
     format_retention,
     utc_naive,
 )
+from powertools_core.archive.preview import AUDIT_KINDS, COMMANDS
 from powertools_core.archive.results import (
     ArchivePreview,
     ArchiveRunResult,
     Group,
     RunKind,
     RunRecord,
+    SampleRow,
     as_utc,
 )
 from powertools_core.audit import INSERT_EVENTS, AuditEvent
@@ -55,6 +57,7 @@ from powertools_core.config import Settings
 from powertools_core.db.connection import connect_async, resolve_url, translated
 from powertools_core.db.identifiers import qualify, quote_ident
 from powertools_core.durations import format_duration
+from powertools_core.redaction import DenyList
 
 T = TypeVar("T")
 Advance = Callable[[int], None]
@@ -64,13 +67,6 @@ ProgressFactory = Callable[[str, int | None], AbstractContextManager[Advance]]
 CONFLICT_LIST_LIMIT: Final = 1000
 SYSTEM_ACTOR: Final = "system"
 
-COMMANDS: Final[dict[str, str]] = {
-    "archive": "archive run",
-    "audit_archive": "archive run",
-    "restore": "archive restore",
-    "prune": "archive prune",
-    "audit_prune": "archive prune",
-}
 # The audit action of a run's closing event; each chunk's event is ``<action>.chunk``.
 ACTIONS: Final[dict[str, str]] = {
     "archive": "archive.run",
@@ -79,8 +75,6 @@ ACTIONS: Final[dict[str, str]] = {
     "prune": "archive.prune",
     "audit_prune": "archive.prune_audit",
 }
-# Group keys of the rows a move statement returns: (state, queue) for jobs, action for audit.
-AUDIT_KINDS: Final = frozenset({"audit_archive", "audit_prune"})
 APPLICATION_NAME: Final = "powertools:archive"
 SCAN_FROM: Final = datetime(1, 1, 1)
 """Where each state's scan starts in the first chunk (later chunks start at the latest finish
@@ -246,11 +240,14 @@ async def execute_run(
     conflict_count: int | None = None,
     not_found: Sequence[int] = (),
     should_stop: Callable[[], bool] = never_stop,
+    preview_token: str | None = None,
 ) -> ArchiveRunResult:
     """Record a run, drive its steps chunk by chunk, and close it (also when interrupted).
 
     ``should_stop`` is asked after every committed chunk; when it says so the run ends
     ``interrupted`` and the result reports what was moved (running again moves the rest).
+    ``preview_token`` (already checked by the caller) is reported and kept in the run's
+    closing audit event.
     """
     audit = kind in AUDIT_KINDS
     run_id = uuid.uuid4()
@@ -306,7 +303,18 @@ async def execute_run(
     finally:
         tally = box[0]
         finished_at = await _finish(
-            conn, prefix, run_id, kind, actor, reason, status, tally, filter, clock, lock
+            conn,
+            prefix,
+            run_id,
+            kind,
+            actor,
+            reason,
+            status,
+            tally,
+            filter,
+            clock,
+            lock,
+            preview_token,
         )
     elapsed = time.perf_counter() - clock
     if tally.moved >= ANALYZE_AFTER_ROWS:
@@ -334,6 +342,7 @@ async def execute_run(
         conflict_count=len(conflicts) if conflict_count is None else conflict_count,
         not_found=list(not_found),
         interrupted_runs=orphaned,
+        preview_token=preview_token,
     )
 
 
@@ -430,6 +439,7 @@ async def _finish(
     filter: Mapping[str, Any],
     clock: float,
     lock: dict[str, Any],
+    preview_token: str | None = None,
 ) -> datetime | None:
     """Close the run; when the connection is gone the next run marks it interrupted instead."""
     counts = _final_counts(tally, kind in AUDIT_KINDS, time.perf_counter() - clock)
@@ -452,7 +462,11 @@ async def _finish(
                         reason=reason,
                         result="ok" if status == "completed" else status,
                         run_id=run_id,
-                        meta={"counts": counts, "filter": dict(filter)},
+                        meta={
+                            "counts": counts,
+                            "filter": dict(filter),
+                            **({"preview_token": preview_token} if preview_token else {}),
+                        },
                     )
                 ],
             )
@@ -504,33 +518,74 @@ async def db_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
     return value
 
 
+def _selection(filter: Mapping[str, Any]) -> dict[str, Any]:
+    """What a plan hash pins of a run's filter: everything but how it is chunked and who
+    started it (a token from a dry run with another --batch-size still matches)."""
+    return {k: v for k, v in filter.items() if k not in ("batch_size", "source")}
+
+
+def _move_params(request: ArchiveRequest, limits: Mapping[str, datetime]) -> dict[str, Any]:
+    params: dict[str, Any] = {**_queue_params(request.queues)}
+    for state, cutoff in limits.items():
+        params[f"state_{state}"] = state
+        params[f"cutoff_{state}"] = cutoff
+    return params
+
+
 async def preview_archive(
-    conn: psycopg.AsyncConnection[Any], prefix: str, request: ArchiveRequest, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    request: ArchiveRequest,
+    now: datetime,
+    *,
+    deny: DenyList | None = None,
+    sample_size: int = plan.SAMPLE_SIZE,
 ) -> ArchivePreview:
-    limits = cutoffs(request.retention, now)
-    groups: list[Group] = []
+    """What ``archive run`` would move, with cutoffs from ``now`` pinned to whole seconds
+    (``as_of``, carried by the token)."""
+    as_of = plan.pin(now)
+    limits = cutoffs(request.retention, as_of)
+    groups: list[plan.PlanGroup] = []
     conflicts: list[int] = []
+    sample: list[SampleRow] = []
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
+        await conn.execute(preview.BEGIN_PREVIEW)
         for state, cutoff in limits.items():
             params = {"state": state, "cutoff": cutoff, **_queue_params(request.queues)}
-            cur = await conn.execute(sql.job_sql(sql.COUNT_ARCHIVABLE, prefix, state=state), params)
-            for queue, count, oldest in await cur.fetchall():
-                groups.append(Group(state=state, queue=queue, count=count, oldest=oldest))
-            cur = await conn.execute(
+            found = await preview.fetch(
+                conn, sql.job_sql(sql.COUNT_ARCHIVABLE, prefix, state=state), params
+            )
+            groups += preview.job_groups(found, state)
+            found = await preview.fetch(
+                conn,
                 sql.job_sql(sql.SELECT_ARCHIVE_CONFLICTS, prefix, state=state),
                 {**params, "limit": CONFLICT_LIST_LIMIT},
             )
-            conflicts += [r[0] for r in await cur.fetchall()]
-    return ArchivePreview(
-        command="archive run",
-        kind="archive",
-        filter=_archive_filter(request, limits),
-        total=sum(g.count for g in groups),
+            conflicts += [r[0] for r in found]
+        if sample_size and groups:
+            found = await preview.fetch(
+                conn,
+                sql.archive_sample_sql(prefix, list(limits)),
+                {**_move_params(request, limits), "sample": sample_size},
+            )
+            sample = preview.job_samples(found, deny or DenyList())
+    filter = _archive_filter(request, limits)
+    return preview.build(
+        "archive",
+        filter=filter,
+        selection=_selection(filter),
         groups=groups,
+        sample=sample,
+        as_of=as_of,
         conflicts=sorted(conflicts)[:CONFLICT_LIST_LIMIT],
         conflict_count=len(conflicts),
     )
+
+
+def check_plan(shown: ArchivePreview, token: plan.PreviewToken | None) -> None:
+    """Refuse when the live plan is not the one ``token`` was shown for (nothing written)."""
+    if token is not None:
+        plan.check_token(token, shown.kind, shown.plan_hash, shown.total)
 
 
 async def archive_jobs(
@@ -545,17 +600,31 @@ async def archive_jobs(
     count_first: bool = True,
     skip_empty: bool = False,
     should_stop: Callable[[], bool] = never_stop,
+    preview_token: plan.PreviewToken | None = None,
 ) -> ArchiveRunResult | None:
-    """Archive terminal jobs per ``request``; ``None`` when ``skip_empty`` and nothing matches."""
+    """Archive terminal jobs per ``request``; ``None`` when ``skip_empty`` and nothing matches.
+
+    With ``count_first`` the cutoffs come from ``now`` pinned to whole seconds, as in the
+    preview; with ``preview_token`` (pass its ``as_of`` as ``now``) the live plan must match it,
+    else ``PreviewDrifted`` and nothing is recorded. The plan is checked once, before the first
+    chunk: a row that joins the selection while the chunks run is moved too, one that leaves it
+    is not (as without a token).
+    """
     check_batch_size(request.batch_size)
+    if count_first or preview_token is not None:
+        now = plan.pin(now)
     limits = cutoffs(request.retention, now)
-    preview = await preview_archive(conn, prefix, request, now) if count_first else None
-    known_conflicts = bool(preview and preview.conflict_count)
+    shown = (
+        await preview_archive(conn, prefix, request, now, sample_size=0)
+        if count_first or preview_token is not None
+        else None
+    )
+    if shown is not None:
+        check_plan(shown, preview_token)
+    known_conflicts = bool(shown and shown.conflict_count)
     states = list(limits)
-    params: dict[str, Any] = {**_queue_params(request.queues)}
-    for state, cutoff in limits.items():
-        params[f"state_{state}"] = state
-        params[f"cutoff_{state}"] = cutoff
+    params = _move_params(request, limits)
+    for state in limits:
         params[f"after_{state}"] = SCAN_FROM
     steps = [
         Step(
@@ -585,12 +654,13 @@ async def archive_jobs(
         filter=_archive_filter(request, limits),
         steps=steps,
         batch_size=request.batch_size,
-        total=preview.total if preview else None,
+        total=shown.total if shown else None,
         progress=progress,
         max_rows=request.max_rows,
-        conflicts=preview.conflicts if preview else (),
-        conflict_count=preview.conflict_count if preview else 0,
+        conflicts=shown.conflicts if shown else (),
+        conflict_count=shown.conflict_count if shown else 0,
         should_stop=should_stop,
+        preview_token=preview_token.text if preview_token else None,
     )
 
 
@@ -623,19 +693,37 @@ def _audit_filter(request: AuditArchiveRequest, cutoff: datetime) -> dict[str, A
 
 
 async def preview_audit_archive(
-    conn: psycopg.AsyncConnection[Any], prefix: str, request: AuditArchiveRequest, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    request: AuditArchiveRequest,
+    now: datetime,
+    *,
+    sample_size: int = plan.SAMPLE_SIZE,
 ) -> ArchivePreview:
-    cutoff = utc_naive(now) - request.older_than
+    as_of = plan.pin(now)
+    cutoff = as_of - request.older_than
+    sample: list[SampleRow] = []
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
-        cur = await conn.execute(qualify(sql.COUNT_AUDIT_ARCHIVABLE, prefix), {"cutoff": cutoff})
-        groups = [Group(action=a, count=c, oldest=o) for a, c, o in await cur.fetchall()]
-    return ArchivePreview(
-        command="archive run",
-        kind="audit_archive",
-        filter=_audit_filter(request, cutoff),
-        total=sum(g.count for g in groups),
+        await conn.execute(preview.BEGIN_PREVIEW)
+        found = await preview.fetch(
+            conn, qualify(sql.COUNT_AUDIT_ARCHIVABLE, prefix), {"cutoff": cutoff}
+        )
+        groups = preview.audit_groups(found)
+        if sample_size and groups:
+            found = await preview.fetch(
+                conn,
+                qualify(sql.SAMPLE_AUDIT_ARCHIVABLE, prefix),
+                {"cutoff": cutoff, "sample": sample_size},
+            )
+            sample = preview.event_samples(found)
+    filter = _audit_filter(request, cutoff)
+    return preview.build(
+        "audit_archive",
+        filter=filter,
+        selection=_selection(filter),
         groups=groups,
+        sample=sample,
+        as_of=as_of,
     )
 
 
@@ -651,9 +739,13 @@ async def archive_audit(
     count_first: bool = True,
     skip_empty: bool = False,
     should_stop: Callable[[], bool] = never_stop,
+    preview_token: plan.PreviewToken | None = None,
 ) -> ArchiveRunResult | None:
-    """Move audit events older than ``request.older_than`` into ``powertools_audit_archive``."""
+    """Move audit events older than ``request.older_than`` into ``powertools_audit_archive``
+    (``count_first`` and ``preview_token`` as in ``archive_jobs``)."""
     check_batch_size(request.batch_size)
+    if count_first or preview_token is not None:
+        now = plan.pin(now)
     cutoff = utc_naive(now) - request.older_than
     steps = [
         Step(
@@ -664,7 +756,13 @@ async def archive_audit(
     ]
     if skip_empty and not await _any_rows(conn, steps):
         return None
-    preview = await preview_audit_archive(conn, prefix, request, now) if count_first else None
+    shown = (
+        await preview_audit_archive(conn, prefix, request, now, sample_size=0)
+        if count_first or preview_token is not None
+        else None
+    )
+    if shown is not None:
+        check_plan(shown, preview_token)
     return await execute_run(
         conn,
         prefix,
@@ -674,10 +772,11 @@ async def archive_audit(
         filter=_audit_filter(request, cutoff),
         steps=steps,
         batch_size=request.batch_size,
-        total=preview.total if preview else None,
+        total=shown.total if shown else None,
         progress=progress,
         max_rows=request.max_rows,
         should_stop=should_stop,
+        preview_token=preview_token.text if preview_token else None,
     )
 
 
@@ -710,19 +809,31 @@ def run_archive(
     actor: str | None = None,
     reason: str | None = None,
     dry_run: bool = False,
+    preview_token: str | None = None,
     progress: ProgressFactory = no_progress,
 ) -> ArchivePreview | ArchiveRunResult:
-    """``powertools archive run``: a preview when ``dry_run``, else the recorded run."""
+    """``powertools archive run``: a preview when ``dry_run``, else the recorded run.
+
+    ``preview_token`` (from a dry run) pins the plan: the cutoffs are computed from the instant
+    of that preview, and the command refuses (``PreviewDrifted``, nothing written) when the rows
+    they select are no longer the previewed ones. A dry run with a token shows that plan, or
+    refuses the same way.
+    """
     who, why = ("", "") if dry_run else check_actor_reason(actor, reason)
     check_batch_size(request.batch_size)
+    kind = "audit_archive" if isinstance(request, AuditArchiveRequest) else "archive"
+    token = plan.parse_token(preview_token, kind) if preview_token is not None else None
+    deny = preview.deny_list(settings)
     prefix = settings.prefix
     stop = StopRequest()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> ArchivePreview | ArchiveRunResult:
-        now = await db_now(conn)
+        now = token.as_of if token is not None and token.as_of else plan.pin(await db_now(conn))
         if isinstance(request, AuditArchiveRequest):
             if dry_run:
-                return await preview_audit_archive(conn, prefix, request, now)
+                shown = await preview_audit_archive(conn, prefix, request, now)
+                check_plan(shown, token)
+                return shown
             done = await archive_audit(
                 conn,
                 prefix,
@@ -732,10 +843,13 @@ def run_archive(
                 now=now,
                 progress=progress,
                 should_stop=stop,
+                preview_token=token,
             )
         else:
             if dry_run:
-                return await preview_archive(conn, prefix, request, now)
+                shown = await preview_archive(conn, prefix, request, now, deny=deny)
+                check_plan(shown, token)
+                return shown
             done = await archive_jobs(
                 conn,
                 prefix,
@@ -745,6 +859,7 @@ def run_archive(
                 now=now,
                 progress=progress,
                 should_stop=stop,
+                preview_token=token,
             )
         assert done is not None
         return done

@@ -79,13 +79,34 @@ LIMIT %(limit)s
 """
 
 # -- archive run: oban_jobs -> powertools_job_archive ------------------------------------------
+# Previews: per group the count, the oldest row, and the sum and range of the ids (the plan a
+# preview token pins, see plan.py); then a sample of the first rows the run would take.
 COUNT_ARCHIVABLE: Final = """
-SELECT j.queue, count(*), min(j.{ts})
+SELECT j.queue, j.worker, count(*), min(j.{ts}), sum(j.id)::text, min(j.id), max(j.id)
 FROM {prefix}.oban_jobs j
 WHERE j.state = %(state)s AND j.{ts} < %(cutoff)s
   AND (%(any_queue)s OR j.queue = ANY(%(queues)s))
-GROUP BY j.queue
-ORDER BY j.queue
+GROUP BY j.queue, j.worker
+ORDER BY j.queue, j.worker
+"""
+# The first rows the chunks take (oldest finish first over every state), ids in conflict left
+# out like the run leaves them; {branches} is SAMPLE_BRANCH per state joined with UNION ALL.
+SAMPLE_BRANCH: Final = """(
+        SELECT p.id, p.state::text AS state, p.queue, p.worker, p.args, p.attempt,
+            p.max_attempts, p.tags, p.{ts} AS finished_at
+        FROM {prefix}.oban_jobs p
+        WHERE p.state = %(state_{state})s AND p.{ts} < %(cutoff_{state})s
+          AND (%(any_queue)s OR p.queue = ANY(%(queues)s))
+          AND NOT EXISTS (SELECT 1 FROM {prefix}.powertools_job_archive a WHERE a.id = p.id)
+        ORDER BY p.{ts}, p.id
+        LIMIT %(sample)s
+    )"""
+SAMPLE_ARCHIVABLE: Final = """
+SELECT s.id, s.state, s.queue, s.worker, s.args, s.attempt, s.max_attempts, s.tags,
+    s.finished_at, NULL::timestamp AS archived_at
+FROM ({branches}) s
+ORDER BY s.finished_at, s.id
+LIMIT %(sample)s
 """
 # "Is anything due in this state?" (the leader's duty records nothing when nothing is).
 SELECT_ARCHIVABLE_IDS: Final = """
@@ -197,13 +218,29 @@ def archive_move_sql(prefix: str, states: Sequence[str], *, guard: bool) -> str:
     return qualify(text, prefix)
 
 
+def archive_sample_sql(prefix: str, states: Sequence[str]) -> str:
+    """SAMPLE_ARCHIVABLE for these terminal states (the params of ``archive_move_sql``)."""
+    branches = " UNION ALL ".join(
+        SAMPLE_BRANCH.replace("{state}", s).replace("{ts}", quote_ident(TERMINAL_TIMESTAMP[s]))
+        for s in states
+    )
+    return qualify(SAMPLE_ARCHIVABLE.replace("{branches}", branches), prefix)
+
+
 # -- archive run --audit: powertools_audit_events -> powertools_audit_archive -----------------
 COUNT_AUDIT_ARCHIVABLE: Final = """
-SELECT e.action, count(*), min(e.at)
+SELECT e.action, count(*), min(e.at), sum(e.id)::text, min(e.id), max(e.id)
 FROM {prefix}.powertools_audit_events e
 WHERE e.at < %(cutoff)s
 GROUP BY e.action
 ORDER BY e.action
+"""
+SAMPLE_AUDIT_ARCHIVABLE: Final = """
+SELECT e.id, e.at, e.actor, e.action, e.target_type, e.target_id, NULL::timestamp
+FROM {prefix}.powertools_audit_events e
+WHERE e.at < %(cutoff)s
+ORDER BY e.at, e.id
+LIMIT %(sample)s
 """
 SELECT_AUDIT_IDS: Final = """
 SELECT e.id
@@ -242,13 +279,29 @@ FILTER_CLAUSES: Final = {
     "workers": "a.worker = ANY(%(workers)s)",
 }
 COUNT_RESTORABLE: Final = """
-SELECT a.state, a.queue, count(*), min(a.archived_at)
+SELECT a.state, a.queue, a.worker, count(*), min(a.archived_at), sum(a.id)::text, min(a.id),
+    max(a.id)
 FROM {prefix}.powertools_job_archive a
 WHERE {filter}
   AND NOT EXISTS (SELECT 1 FROM {prefix}.oban_jobs j WHERE j.id = a.id)
-GROUP BY a.state, a.queue
-ORDER BY a.state, a.queue
+GROUP BY a.state, a.queue, a.worker
+ORDER BY a.state, a.queue, a.worker
 """
+# The archived row's finish time, whatever its state.
+ARCHIVED_FINISHED_AT: Final = (
+    "CASE a.state WHEN 'completed' THEN a.completed_at WHEN 'discarded' THEN a.discarded_at "
+    "ELSE a.cancelled_at END"
+)
+# A restore takes ids in order (its keyset), ids back in oban_jobs left out.
+SAMPLE_RESTORABLE: Final = """
+SELECT a.id, a.state, a.queue, a.worker, a.args, a.attempt, a.max_attempts, a.tags,
+    {finished}, a.archived_at
+FROM {prefix}.powertools_job_archive a
+WHERE {filter}
+  AND NOT EXISTS (SELECT 1 FROM {prefix}.oban_jobs j WHERE j.id = a.id)
+ORDER BY a.id
+LIMIT %(sample)s
+""".replace("{finished}", ARCHIVED_FINISHED_AT)
 SELECT_RESTORE_CONFLICTS: Final = """
 SELECT a.id
 FROM {prefix}.powertools_job_archive a
@@ -300,12 +353,22 @@ SELECT state::text, queue, count(*), min(id), max(id) FROM restored GROUP BY sta
 
 # -- prune: the only permanent delete, from the archive tables ---------------------------------
 COUNT_PRUNABLE: Final = """
-SELECT a.state, a.queue, count(*), min(a.archived_at)
+SELECT a.state, a.queue, a.worker, count(*), min(a.archived_at), sum(a.id)::text, min(a.id),
+    max(a.id)
 FROM {prefix}.powertools_job_archive a
 WHERE a.archived_at < %(cutoff)s
-GROUP BY a.state, a.queue
-ORDER BY a.state, a.queue
+GROUP BY a.state, a.queue, a.worker
+ORDER BY a.state, a.queue, a.worker
 """
+# Prune deletes in no particular order (BRIN); its sample is the oldest archived rows.
+SAMPLE_PRUNABLE: Final = """
+SELECT a.id, a.state, a.queue, a.worker, a.args, a.attempt, a.max_attempts, a.tags,
+    {finished}, a.archived_at
+FROM {prefix}.powertools_job_archive a
+WHERE a.archived_at < %(cutoff)s
+ORDER BY a.archived_at, a.id
+LIMIT %(sample)s
+""".replace("{finished}", ARCHIVED_FINISHED_AT)
 # No ORDER BY: archived_at has a BRIN index (cheap on every archived row), which finds the old
 # block ranges but cannot return rows in order.
 SELECT_PRUNABLE_IDS: Final = """
@@ -324,11 +387,18 @@ WITH pruned AS (
 SELECT state, queue, count(*), min(id), max(id) FROM pruned GROUP BY state, queue
 """
 COUNT_AUDIT_PRUNABLE: Final = """
-SELECT a.action, count(*), min(a.archived_at)
+SELECT a.action, count(*), min(a.archived_at), sum(a.id)::text, min(a.id), max(a.id)
 FROM {prefix}.powertools_audit_archive a
 WHERE a.archived_at < %(cutoff)s
 GROUP BY a.action
 ORDER BY a.action
+"""
+SAMPLE_AUDIT_PRUNABLE: Final = """
+SELECT a.id, a.at, a.actor, a.action, a.target_type, a.target_id, a.archived_at
+FROM {prefix}.powertools_audit_archive a
+WHERE a.archived_at < %(cutoff)s
+ORDER BY a.archived_at, a.id
+LIMIT %(sample)s
 """
 SELECT_AUDIT_PRUNABLE_IDS: Final = """
 SELECT a.id
