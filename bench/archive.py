@@ -158,11 +158,20 @@ BGWRITER = """
 SELECT checkpoints_timed + checkpoints_req, buffers_backend, buffers_checkpoint, buffers_clean
 FROM pg_stat_bgwriter
 """
+# PostgreSQL 17 moved the checkpoint counters to pg_stat_checkpointer and the backends' writes
+# to pg_stat_io (8 KiB blocks at the default op_bytes).
+BGWRITER_17 = """
+SELECT c.num_timed + c.num_requested,
+    (SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE backend_type = 'client backend'),
+    c.buffers_written, b.buffers_clean
+FROM pg_stat_checkpointer c, pg_stat_bgwriter b
+"""
 
 
 def bgwriter(url: str) -> tuple[int, ...]:
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(BGWRITER).fetchone()
+        query = BGWRITER_17 if conn.info.server_version >= 170000 else BGWRITER
+        row = conn.execute(query).fetchone()
     return tuple(int(v) for v in row) if row else (0, 0, 0, 0)
 
 

@@ -177,22 +177,24 @@ WITH candidates AS MATERIALIZED (
           AND (%(any_queue)s OR l.queue = ANY(%(queues)s))
         FOR UPDATE SKIP LOCKED
     ) AS ctids
+), deleted AS (
+    DELETE FROM {prefix}.oban_jobs j WHERE j.ctid = ANY((SELECT ctids FROM picked)::tid[])
+    RETURNING j.id, j.state, j.queue, j.worker, j.args, j.errors, j.attempt, j.max_attempts,
+        j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.attempted_by,
+        j.discarded_at, j.priority, j.tags, j.meta, j.cancelled_at
 ), archived AS (
     INSERT INTO {prefix}.powertools_job_archive
         (id, state, queue, worker, args, errors, attempt, max_attempts, inserted_at, scheduled_at,
          attempted_at, completed_at, attempted_by, discarded_at, priority, tags, meta,
          cancelled_at, archived_at, archive_run_id)
-    SELECT j.id, j.state::text, j.queue, j.worker, j.args, j.errors, j.attempt, j.max_attempts,
-        j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.attempted_by,
-        j.discarded_at, j.priority, j.tags, j.meta, j.cancelled_at, timezone('UTC', now()),
+    SELECT d.id, d.state::text, d.queue, d.worker, d.args, d.errors, d.attempt, d.max_attempts,
+        d.inserted_at, d.scheduled_at, d.attempted_at, d.completed_at, d.attempted_by,
+        d.discarded_at, d.priority, d.tags, d.meta, d.cancelled_at, timezone('UTC', now()),
         %(run_id)s
-    FROM {prefix}.oban_jobs j
-    WHERE j.ctid = ANY((SELECT ctids FROM picked)::tid[])
+    FROM deleted d
     RETURNING id, state, queue,
         CASE state WHEN 'completed' THEN completed_at WHEN 'discarded' THEN discarded_at
                    ELSE cancelled_at END AS finished_at
-), deleted AS (
-    DELETE FROM {prefix}.oban_jobs j WHERE j.ctid = ANY((SELECT ctids FROM picked)::tid[])
 )
 SELECT state, queue, count(*), min(id), max(id), (SELECT cardinality(ctids) FROM candidates),
     max(finished_at)
