@@ -79,6 +79,16 @@ LIMIT %(limit)s
 """
 
 # -- archive run: oban_jobs -> powertools_job_archive ------------------------------------------
+# A finished step of a workflow that is still running stays in oban_jobs: its dependents and the
+# reconciler read their dependencies' states there. Only jobs whose meta names a workflow pay
+# the probe (by job id, so a foreign workflow_id, Oban Pro's uuid, is never cast); the workflow's
+# steps are archivable once every one of them has ended.
+_LIVE_WORKFLOW_STEP: Final = """
+  AND NOT ({row}.meta ? 'workflow_id' AND EXISTS (
+      SELECT 1 FROM {prefix}.powertools_workflow_steps me
+      JOIN {prefix}.powertools_workflow_steps ws ON ws.workflow_id = me.workflow_id
+      JOIN {prefix}.oban_jobs wj ON wj.id = ws.job_id
+      WHERE me.job_id = {row}.id AND wj.state NOT IN ('completed', 'discarded', 'cancelled')))"""
 # Previews: per group the count, the oldest row, and the sum and range of the ids (the plan a
 # preview token pins, see plan.py); then a sample of the first rows the run would take.
 COUNT_ARCHIVABLE: Final = """
@@ -86,6 +96,7 @@ SELECT j.queue, j.worker, count(*), min(j.{ts}), sum(j.id)::text, min(j.id), max
 FROM {prefix}.oban_jobs j
 WHERE j.state = %(state)s AND j.{ts} < %(cutoff)s
   AND (%(any_queue)s OR j.queue = ANY(%(queues)s))
+  {not_live_step_j}
 GROUP BY j.queue, j.worker
 ORDER BY j.queue, j.worker
 """
@@ -98,6 +109,7 @@ SAMPLE_BRANCH: Final = """(
         WHERE p.state = %(state_{state})s AND p.{ts} < %(cutoff_{state})s
           AND (%(any_queue)s OR p.queue = ANY(%(queues)s))
           AND NOT EXISTS (SELECT 1 FROM {prefix}.powertools_job_archive a WHERE a.id = p.id)
+          {not_live_step_p}
         ORDER BY p.{ts}, p.id
         LIMIT %(sample)s
     )"""
@@ -115,6 +127,7 @@ FROM {prefix}.oban_jobs p
 WHERE p.state = %(state)s AND p.{ts} < %(cutoff)s
   AND (%(any_queue)s OR p.queue = ANY(%(queues)s))
   AND NOT EXISTS (SELECT 1 FROM {prefix}.powertools_job_archive a WHERE a.id = p.id)
+  {not_live_step_p}
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
@@ -157,6 +170,7 @@ ARCHIVE_BRANCH: Final = """(
           AND p.{ts} >= %(after_{state})s AND p.{ts} < %(cutoff_{state})s
           AND (%(any_queue)s OR p.queue = ANY(%(queues)s))
           {guard}
+          {not_live_step_p}
         ORDER BY p.{ts}
         LIMIT %(limit)s
     )"""
@@ -217,7 +231,7 @@ def archive_move_sql(prefix: str, states: Sequence[str], *, guard: bool) -> str:
         .replace("{conditions}", conditions)
         .replace("{guard}", GUARD_REUSED_IDS if guard else "")
     )
-    return qualify(text, prefix)
+    return qualify(not_live_step(text), prefix)
 
 
 def archive_sample_sql(prefix: str, states: Sequence[str]) -> str:
@@ -226,7 +240,7 @@ def archive_sample_sql(prefix: str, states: Sequence[str]) -> str:
         SAMPLE_BRANCH.replace("{state}", s).replace("{ts}", quote_ident(TERMINAL_TIMESTAMP[s]))
         for s in states
     )
-    return qualify(SAMPLE_ARCHIVABLE.replace("{branches}", branches), prefix)
+    return qualify(not_live_step(SAMPLE_ARCHIVABLE.replace("{branches}", branches)), prefix)
 
 
 # -- archive run --audit: powertools_audit_events -> powertools_audit_archive -----------------
@@ -449,6 +463,15 @@ def filter_sql(active: Iterable[str]) -> str:
     return " AND ".join(FILTER_CLAUSES[name] for name in active) or "TRUE"
 
 
+def not_live_step(text: str) -> str:
+    """Put in the live-workflow-step exclusion (``{not_live_step_<alias>}``) of a job template."""
+    for alias in ("p", "j"):
+        text = text.replace(
+            f"{{not_live_step_{alias}}}", _LIVE_WORKFLOW_STEP.replace("{row}", alias)
+        )
+    return text
+
+
 def job_sql(
     template: str,
     prefix: str,
@@ -458,7 +481,7 @@ def job_sql(
 ) -> str:
     """Fill a template: the state's timestamp column, the selection's ``{filter}``, then the
     quoted schema."""
-    text = template.replace("{filter}", where)
+    text = not_live_step(template.replace("{filter}", where))
     if state is not None:
         text = text.replace("{ts}", quote_ident(TERMINAL_TIMESTAMP[state]))
     return qualify(text, prefix)

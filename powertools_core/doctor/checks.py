@@ -26,7 +26,12 @@ from powertools_core.migrate import (
     migration_status,
 )
 from powertools_core.schema import oban
-from powertools_core.schema.powertools import OBAN_JOBS_INDEXES, TABLES, VERSION_TABLE
+from powertools_core.schema.powertools import (
+    OBAN_JOBS_INDEXES,
+    OBAN_JOBS_UNIQUE_INDEXES,
+    TABLES,
+    VERSION_TABLE,
+)
 
 OBAN_TABLES: Final = ("oban_jobs", "oban_peers", "oban_producers")
 OUR_TABLES: Final = (*OBAN_TABLES, *TABLES, VERSION_TABLE)
@@ -104,17 +109,31 @@ def missing_indexes(ctx: CheckContext) -> list[Problem]:
                 ctx.name("oban_jobs_pkey"),
             )
         )
-    expected = [(n, d, "Oban v14") for n, d in oban.OBAN_INDEXES.items()]
-    expected += [(n, d, "powertools") for n, d in OBAN_JOBS_INDEXES.items()]
-    for name, definition, owner in expected:
+    expected = [(n, d, "Oban v14", "") for n, d in oban.OBAN_INDEXES.items()]
+    expected += [(n, d, "powertools", "") for n, d in OBAN_JOBS_INDEXES.items()]
+    # A unique index cannot be built while duplicates exist; the remediation says so.
+    expected += [
+        (n, d, "powertools unique", "UNIQUE ") for n, d in OBAN_JOBS_UNIQUE_INDEXES.items()
+    ]
+    for name, definition, owner, unique in expected:
         if name in names:
             continue
+        remedy = (
+            f"CREATE {unique}INDEX CONCURRENTLY {quote_ident(name)} "
+            f"ON {ctx.sql_name('oban_jobs')} {definition};"
+        )
+        why = (
+            " (while it is missing, nothing stops two live jobs sharing a key; a duplicate "
+            "must be settled before the index can be built)"
+            if unique
+            else ""
+        )
         problems.append(
             Problem(
                 "error",
-                f"expected {owner} index {ctx.name(name)} is missing from {ctx.name('oban_jobs')}",
-                f"CREATE INDEX CONCURRENTLY {quote_ident(name)} "
-                f"ON {ctx.sql_name('oban_jobs')} {definition};",
+                f"expected {owner} index {ctx.name(name)} is missing from "
+                f"{ctx.name('oban_jobs')}{why}",
+                remedy,
                 ctx.name(name),
             )
         )

@@ -13,6 +13,7 @@ TABLES: Final = (
     "powertools_producers",
     "powertools_rate_limits",
     "powertools_rate_buckets",
+    "powertools_limit_holds",
     "powertools_lifeline_incidents",
     "powertools_repair_previews",
     "powertools_archive_runs",

@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 from powertools_core.archive import ArchiveFilter, ArchiveRequest, resolve_retention, run_archive
 from powertools_core.archive.policy import cutoffs, format_retention, parse_state_spec
 from powertools_core.archive.restore import run_restore
+from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
+from powertools_core.workflows import Workflow, promote
 from tests.archive.conftest import ALL_STATES, count, insert_job, job_row
+from tests.workflows.app_wf import Step
 
 ages = st.integers(min_value=0, max_value=10_000).map(lambda n: timedelta(minutes=n))
 
@@ -133,3 +136,43 @@ def test_rows_another_transaction_holds_are_skipped_not_waited_for(installed, db
         reason="test archive run",
     )
     assert again.moved == 1
+
+
+def test_a_running_workflows_finished_steps_stay_until_the_workflow_ends(installed, db) -> None:
+    """Its dependents and the reconciler read the finished steps' states in oban_jobs."""
+
+    prefix = installed.prefix
+    wf = Workflow("billing").add("a", Step.new({})).add("b", Step.new({}), deps=["a"])
+    ids = wf.insert(conn=db, prefix=prefix).job_ids
+    a, b = ids["a"], ids["b"]
+    old = "timezone('UTC', now()) - interval '60 days'"
+    db.execute(
+        qualify(
+            f"UPDATE {{prefix}}.oban_jobs SET state = 'completed', completed_at = {old} "
+            "WHERE id = %s",
+            prefix,
+        ),
+        [a],
+    )
+    plain = insert_job(db, prefix, state="completed")
+    request = ArchiveRequest(retention=resolve_retention(None, None), batch_size=1)
+
+    preview = run_archive(installed, request, actor="alice", reason="preview", dry_run=True)
+    assert preview.total == 1 and [r.id for r in preview.sample] == [plain]
+    first = run_archive(installed, request, actor="alice", reason="keep live workflow")
+    assert first.moved == 1
+    assert count(db, prefix, "powertools_job_archive", f"id = {plain}") == 1
+    assert count(db, prefix, "oban_jobs", f"id = {a}") == 1
+
+    promote(db, prefix, [a])
+    db.execute(
+        qualify(
+            f"UPDATE {{prefix}}.oban_jobs SET state = 'completed', completed_at = {old} "
+            "WHERE id = %s",
+            prefix,
+        ),
+        [b],
+    )
+    after = run_archive(installed, request, actor="alice", reason="workflow ended")
+    assert after.moved == 2
+    assert count(db, prefix, "oban_jobs", f"id IN ({a}, {b})") == 0

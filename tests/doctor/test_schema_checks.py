@@ -9,11 +9,15 @@ from psycopg import sql
 from powertools_core.config import Settings, load_settings
 from powertools_core.doctor import CHECK_IDS
 from powertools_core.schema import oban
-from powertools_core.schema.powertools import OBAN_JOBS_INDEXES, TABLES
+from powertools_core.schema.powertools import (
+    OBAN_JOBS_INDEXES,
+    OBAN_JOBS_UNIQUE_INDEXES,
+    TABLES,
+)
 from tests.doctor.conftest import add_job, of, q, run, status
 from tests.support.oban_migrations import migrate_like_oban
 
-EXPECTED_INDEXES = [*oban.OBAN_INDEXES, *OBAN_JOBS_INDEXES]
+EXPECTED_INDEXES = [*oban.OBAN_INDEXES, *OBAN_JOBS_INDEXES, *OBAN_JOBS_UNIQUE_INDEXES]
 
 
 def test_a_fresh_install_is_clean(clean: Settings) -> None:
@@ -43,6 +47,23 @@ def test_each_missing_index_is_an_error_whose_remediation_recreates_it(
 
     conn.execute(finding.remediation)  # copy-pasted as is
     assert run(installed, "missing_indexes").exit_code == 0
+
+
+@pytest.mark.parametrize("index", list(OBAN_JOBS_UNIQUE_INDEXES))
+def test_a_missing_unique_index_is_rebuilt_unique(
+    installed: Settings, conn: psycopg.Connection, index: str
+) -> None:
+    schema = installed.prefix
+    conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(index)))
+    [finding] = of(run(installed, "missing_indexes"), "missing_indexes")
+    assert finding.remediation.startswith("CREATE UNIQUE INDEX CONCURRENTLY")
+    assert "duplicate" in finding.message
+    conn.execute(finding.remediation)
+    row = conn.execute(
+        "SELECT indisunique FROM pg_index WHERE indexrelid = %s::regclass",
+        (f'"{schema}".{index}',),
+    ).fetchone()
+    assert row == (True,)
 
 
 def test_missing_primary_key(installed: Settings, conn: psycopg.Connection) -> None:
