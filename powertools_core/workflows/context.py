@@ -111,6 +111,8 @@ class WorkflowContext:
     additions: list[Addition] = field(default_factory=list)
     batch: BatchSummary | None = None
     """In a batch callback: how the batch's jobs ended (``None`` in other steps)."""
+    _added: set[str] = field(default_factory=set, repr=False, compare=False)
+    """The names in ``additions`` (a clash check per ``add`` without a scan: fan-outs are wide)."""
 
     def add(
         self,
@@ -131,7 +133,9 @@ class WorkflowContext:
         ``added_by(...)``. Names must be new in the workflow: a clash fails the attempt.
         """
         graph.check_name(name)
-        if name == self.step or any(a.name == name for a in self.additions):
+        if len(self._added) != len(self.additions):
+            self._added = {a.name for a in self.additions}
+        if name == self.step or name in self._added:
             raise InvalidInput(f"step {self.step!r} already adds or is a step named {name!r}")
         check_step_spec(name, spec)
         for what, value in (("args", spec.args), ("meta", spec.meta)):
@@ -141,6 +145,7 @@ class WorkflowContext:
                 raise InvalidInput(str(exc)) from None
         edges = step_edges(name, deps, on_failure)
         self.additions.append(Addition(name, spec, tuple(edges)))
+        self._added.add(name)
         if edges:
             self._check_cycles()
         return self
@@ -157,7 +162,7 @@ class WorkflowContext:
                 ]
         cycle = graph.find_cycle(names, edges)
         if cycle:
-            self.additions.pop()
+            self._added.discard(self.additions.pop().name)
             raise InvalidInput(f"adding these steps makes a dependency cycle: {' -> '.join(cycle)}")
 
     def result(self, step: str) -> Any:

@@ -38,48 +38,60 @@ FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[], %(kinds)s
 """
 
 # The suspended dependents of finished jobs, locked in id order (the serialisation point).
+# Driven by the finished jobs: their dependents are collected first (``ARRAY(...)``), then
+# looked up by primary key. ``state::text`` keeps the planner off the state indexes (a generic
+# plan would otherwise walk every suspended job in the table on each flush).
 LOCK_DEPENDENTS: Final = """
 SELECT j.id
 FROM {prefix}.oban_jobs j
-WHERE j.state = 'suspended'
-  AND j.id IN (
-      SELECT s.job_id
+WHERE j.id = ANY(ARRAY(
+      SELECT DISTINCT s.job_id
       FROM {prefix}.powertools_workflow_steps d
       JOIN {prefix}.powertools_workflow_edges e
         ON e.workflow_id = d.workflow_id AND e.dep = d.name
       JOIN {prefix}.powertools_workflow_steps s
         ON s.workflow_id = e.workflow_id AND s.name = e.step
-      WHERE d.job_id = ANY(%(ids)s::bigint[]))
+      WHERE d.job_id = ANY(%(ids)s::bigint[])))
+  AND j.state::text = 'suspended'
 ORDER BY j.id
 FOR UPDATE OF j
 """
 
 # Of the locked dependents, the ones promotion can change now: a dependency that just ended
 # failed on a cascade edge, or no dependency is still live. A wide fan-in (a batch callback,
-# a join over many steps) is thus not re-aggregated over all its deps on every ack: the live
-# check stops at the first live dep, newest job first (the last to finish in FIFO order), and
-# the full verdict (SETTLE) runs once the step is due. An earlier failure whose promotion was
+# a join over many steps) is thus not re-aggregated over all its deps on every ack:
+# - the failures are looked up among the just-finished jobs only (by primary key, first);
+# - the live check walks the step's edges backwards in name order (the edge primary key, no
+#   sort) and stops at the first live dep. Names given in creation order (c0 .. c9999, or
+#   zero-padded) put a job that is still waiting first, so each flush costs a few index
+#   probes, not one per dep; any other order costs at most one probe per dep, as before.
+# The full verdict (SETTLE) runs once the step is due. An earlier failure whose promotion was
 # lost is still caught, by SETTLE when the step is ready or by the reconciler at once.
 DUE: Final = """
+WITH failed AS MATERIALIZED (
+    SELECT fs.workflow_id, fs.name
+    FROM {prefix}.oban_jobs fj
+    JOIN {prefix}.powertools_workflow_steps fs ON fs.job_id = fj.id
+    WHERE fj.id = ANY(%(finished)s::bigint[])
+      AND fj.state::text IN ('discarded', 'cancelled')
+)
 SELECT s.job_id
 FROM {prefix}.powertools_workflow_steps s
 WHERE s.job_id = ANY(%(ids)s::bigint[])
   AND (EXISTS (
            SELECT 1
-           FROM {prefix}.powertools_workflow_steps fs
-           JOIN {prefix}.oban_jobs fj ON fj.id = fs.job_id
+           FROM failed f
            JOIN {prefix}.powertools_workflow_edges e
-             ON e.workflow_id = fs.workflow_id AND e.dep = fs.name AND e.step = s.name
-           WHERE fs.job_id = ANY(%(finished)s::bigint[]) AND fs.workflow_id = s.workflow_id
-             AND e.on_failure = 'cascade' AND fj.state IN ('discarded', 'cancelled'))
-       OR (SELECT ds.job_id
-           FROM {prefix}.powertools_workflow_steps ds
+             ON e.workflow_id = f.workflow_id AND e.step = s.name AND e.dep = f.name
+           WHERE f.workflow_id = s.workflow_id AND e.on_failure = 'cascade')
+       OR (SELECT 1
+           FROM {prefix}.powertools_workflow_edges e
+           JOIN {prefix}.powertools_workflow_steps ds
+             ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
            JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
-           JOIN {prefix}.powertools_workflow_edges e
-             ON e.workflow_id = ds.workflow_id AND e.dep = ds.name AND e.step = s.name
-           WHERE ds.workflow_id = s.workflow_id
-             AND dj.state NOT IN ('completed', 'discarded', 'cancelled')
-           ORDER BY ds.job_id DESC
+           WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+             AND dj.state::text NOT IN ('completed', 'discarded', 'cancelled')
+           ORDER BY e.dep DESC
            LIMIT 1) IS NULL)
 """
 

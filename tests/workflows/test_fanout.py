@@ -165,6 +165,23 @@ def test_run_time_additions_are_validated_when_added() -> None:
     with pytest.raises(InvalidInput, match="cycle"):
         ctx.add("late", Part.new({}), deps=["merge"])
     assert [a.name for a in ctx.additions] == ["a", "merge"]
+    # The addition refused as a cycle left no trace: its name is free again.
+    ctx.add("late", Part.new({}))
+    with pytest.raises(InvalidInput, match="already adds or is a step named 'late'"):
+        ctx.add("late", Part.new({}))
+
+
+def test_a_wide_fan_out_checks_names_against_every_addition() -> None:
+    ctx = _ctx()
+    for i in range(3000):
+        ctx.add(f"c{i}", Part.new({}))
+    with pytest.raises(InvalidInput, match="already adds or is a step named 'c0'"):
+        ctx.add("c0", Part.new({}))
+    # additions appended directly are seen too
+    ctx.additions.append(ctx.additions[0].__class__("direct", Part.new({}), ()))
+    with pytest.raises(InvalidInput, match="already adds or is a step named 'direct'"):
+        ctx.add("direct", Part.new({}))
+    assert len(ctx.additions) == 3001
 
 
 def test_run_time_deps_must_have_ended_or_be_of_the_same_run() -> None:

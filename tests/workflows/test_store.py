@@ -264,3 +264,63 @@ def test_workflow_is_exported_from_the_facade() -> None:
     import powertools_core
 
     assert powertools_core.Workflow is Workflow
+
+
+@pytest.mark.parametrize("live", ["a", "c", "e"])
+def test_a_fan_in_waits_for_its_one_live_dep_wherever_it_sits_in_name_order(
+    installed: Settings, conn: psycopg.Connection, live: str
+) -> None:
+    # The live check walks the deps backwards by name and stops at the first live one: the
+    # last live dep may be first, in the middle or last in that walk.
+    s = installed.prefix
+    deps = ["a", "b", "c", "d", "e"]
+    wf = Workflow("walk")
+    for name in deps:
+        wf.add(name, Step.new({}))
+    ins = wf.add("join", Step.new({}), deps=deps).insert(conn=conn, prefix=s)
+    ended = [d for d in deps if d != live]
+    for name in ended:
+        finish(conn, s, ins, name)
+    assert promote(conn, s, [ins.job_ids[d] for d in ended]) == 0
+    assert states(conn, s, ins)["join"] == "suspended"
+    finish(conn, s, ins, live)
+    assert promote(conn, s, [ins.job_ids[live]]) == 1
+    assert states(conn, s, ins)["join"] == "available"
+
+
+def test_a_failed_dep_among_many_finished_cancels_a_wide_fan_in_at_once(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    s = installed.prefix
+    children = [f"c{i}" for i in range(50)]
+    wf = Workflow("wide")
+    for name in children:
+        wf.add(name, Step.new({}))
+    wf.add("join", Step.new({}), deps=children)
+    wf.add("tidy", Step.new({}), deps=children, on_failure="continue")
+    ins = wf.insert(conn=conn, prefix=s)
+    batch = children[10:20]
+    for name in batch:
+        finish(conn, s, ins, name, "discarded" if name == "c15" else "completed")
+    # c0..c9 and c20.. are still live: "join" cascades now, "tidy" keeps waiting.
+    assert promote(conn, s, [ins.job_ids[c] for c in batch]) == 1
+    got = states(conn, s, ins)
+    assert (got["join"], got["tidy"]) == ("cancelled", "suspended")
+
+
+def test_promotion_under_generic_plans_locks_and_promotes_the_same_steps(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    # The runtime prepares the promotion statements; after a few executions PostgreSQL may
+    # switch to a generic plan. Force it and promote a diamond many times over.
+    s = installed.prefix
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    for _ in range(8):
+        wf = diamond().insert(conn=conn, prefix=s)
+        finish(conn, s, wf, "a")
+        assert promote(conn, s, [wf.job_ids["a"]]) == 2
+        finish(conn, s, wf, "b")
+        assert promote(conn, s, [wf.job_ids["b"]]) == 0
+        finish(conn, s, wf, "c")
+        assert promote(conn, s, [wf.job_ids["c"]]) == 1
+        assert states(conn, s, wf)["d"] == "available"
