@@ -207,16 +207,19 @@ async def write(
         for job_id, queue in await cur.fetchall():
             out.woken.append(job_id)
             queues.add(queue)
-    finished = [
-        *also_promote,
-        *(
-            a.id
-            for a in by_id.values()
-            if a.effects is not None and a.effects.step is not None and matched[a.id][2] in TERMINAL
-        ),
+    ended = [
+        a.id
+        for a in by_id.values()
+        if a.effects is not None and a.effects.step is not None and matched[a.id][2] in TERMINAL
     ]
+    finished = [*also_promote, *ended]
+    # Which finished steps may have failed (promotion looks for cascades among these only):
+    # those acked by the plain statement, and those this statement wrote as failed.
+    failed = [*also_promote, *(i for i in ended if matched[i][2] in ("discarded", "cancelled"))]
     if finished or added.suspended:
-        out.promoted = await _promote_guarded(conn, prefix, finished, added.suspended, queues)
+        out.promoted = await _promote_guarded(
+            conn, prefix, finished, failed, added.suspended, queues
+        )
     if queues:
         await conn.execute(NOTIFY_QUEUES, (insert_channel(prefix), sorted(queues)))
     return out
@@ -226,6 +229,7 @@ async def _promote_guarded(
     conn: psycopg.AsyncConnection[Any],
     prefix: str,
     finished: list[int],
+    failed: list[int],
     new_steps: list[int],
     queues: set[str],
 ) -> int:
@@ -233,7 +237,11 @@ async def _promote_guarded(
     a savepoint: an error here must not take the acks down with it."""
     try:
         async with conn.transaction():
-            rows = await store.promote_rows_async(conn, prefix, finished) if finished else []
+            rows = (
+                await store.promote_rows_async(conn, prefix, finished, failed=failed)
+                if finished
+                else []
+            )
             if new_steps:
                 rows += await store.settle_rows_async(conn, prefix, new_steps)
     except psycopg.Error as exc:

@@ -60,7 +60,9 @@ FOR UPDATE OF j
 # Of the locked dependents, the ones promotion can change now: a dependency that just ended
 # failed on a cascade edge, or no dependency is still live. A wide fan-in (a batch callback,
 # a join over many steps) is thus not re-aggregated over all its deps on every ack:
-# - the failures are looked up among the just-finished jobs only (by primary key, first);
+# - the failures are looked up among the just-finished jobs that may have failed only
+#   (``failed``: the acker passes the ones it wrote as discarded or cancelled, usually none;
+#   each is checked by primary key, first);
 # - the live check walks the step's edges backwards in name order (the edge primary key, no
 #   sort) and stops at the first live dep. Names given in creation order (c0 .. c9999, or
 #   zero-padded) put a job that is still waiting first, so each flush costs a few index
@@ -72,7 +74,7 @@ WITH failed AS MATERIALIZED (
     SELECT fs.workflow_id, fs.name
     FROM {prefix}.oban_jobs fj
     JOIN {prefix}.powertools_workflow_steps fs ON fs.job_id = fj.id
-    WHERE fj.id = ANY(%(finished)s::bigint[])
+    WHERE fj.id = ANY(%(failed)s::bigint[])
       AND fj.state::text IN ('discarded', 'cancelled')
 )
 SELECT s.job_id
@@ -216,9 +218,7 @@ def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequen
             locked = [r[0] for r in conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier})]
             if not locked:
                 break
-            due = [
-                r[0] for r in conn.execute(_q(DUE, prefix), {"ids": locked, "finished": frontier})
-            ]
+            due = [r[0] for r in conn.execute(_q(DUE, prefix), {"ids": locked, "failed": frontier})]
             if not due:
                 break
             rows = conn.execute(_q(SETTLE, prefix), {"ids": due}).fetchall()
@@ -246,11 +246,20 @@ async def promote_async(
 
 
 async def promote_rows_async(
-    conn: psycopg.AsyncConnection[Any], prefix: str, finished_job_ids: Sequence[int]
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    finished_job_ids: Sequence[int],
+    *,
+    failed: Sequence[int] | None = None,
 ) -> list[tuple[int, str, str]]:
-    """:func:`promote_async` returning each changed step as (id, new state, queue)."""
+    """:func:`promote_async` returning each changed step as (id, new state, queue).
+
+    ``failed``: the finished jobs that may have been discarded or cancelled (the caller knows
+    the others completed); None when the caller does not know (every one is checked).
+    """
     changed: list[tuple[int, str, str]] = []
     frontier = list(finished_job_ids)
+    candidates = frontier if failed is None else list(failed)
     async with own_tx_async(conn):
         while frontier:
             cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier}, prepare=True)
@@ -258,7 +267,7 @@ async def promote_rows_async(
             if not locked:
                 break
             cur = await conn.execute(
-                _q(DUE, prefix), {"ids": locked, "finished": frontier}, prepare=True
+                _q(DUE, prefix), {"ids": locked, "failed": candidates}, prepare=True
             )
             due = [r[0] for r in await cur.fetchall()]
             if not due:
@@ -267,6 +276,7 @@ async def promote_rows_async(
             rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
             changed.extend(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
+            candidates = frontier
     return changed
 
 
