@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import psycopg
 
+from powertools_core.db.arrays import bool_array, float_array, int_array, text_array
 from powertools_core.db.identifiers import qualify
 from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
 from powertools_core.runtime.outcomes import Ack
@@ -115,32 +116,21 @@ class Written:
     """Acks whose fan-out was refused (written as failed attempts instead)."""
 
 
-def params(batch: Sequence[Ack]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {
-        "ids": [],
-        "attempts": [],
-        "producers": [],
-        "states": [],
-        "delays": [],
-        "bumps": [],
-        "errors": [],
-        "durables": [],
-        "results": [],
-        "records": [],
+def params(batch: Sequence[Ack]) -> dict[str, str]:
+    """The parameters of ``ACK_EFFECTS``, as array literals (see ``db.arrays``)."""
+    fxs = [a.effects for a in batch]
+    return {
+        "ids": int_array([a.id for a in batch]),
+        "attempts": int_array([a.attempt for a in batch]),
+        "producers": text_array([a.producer for a in batch]),
+        "states": text_array([a.state for a in batch]),
+        "delays": float_array([_delay(a) for a in batch]),
+        "bumps": int_array([a.bump for a in batch]),
+        "errors": text_array([a.error for a in batch]),
+        "durables": text_array([fx.durable if fx else None for fx in fxs]),
+        "results": text_array([fx.result if fx else None for fx in fxs]),
+        "records": bool_array([bool(fx and fx.record) for fx in fxs]),
     }
-    for a in batch:
-        fx = a.effects
-        out["ids"].append(a.id)
-        out["attempts"].append(a.attempt)
-        out["producers"].append(a.producer)
-        out["states"].append(a.state)
-        out["delays"].append(_delay(a))
-        out["bumps"].append(a.bump)
-        out["errors"].append(a.error)
-        out["durables"].append(fx.durable if fx else None)
-        out["results"].append(fx.result if fx else None)
-        out["records"].append(bool(fx and fx.record))
-    return out
 
 
 def _delay(ack: Ack) -> float | None:
