@@ -59,6 +59,11 @@ class Effects:
     """Seconds from now for ``scheduled_at`` (an await's timeout, or 0 for ``Next``)."""
     fanout: FanOut | None = None
     """Steps this attempt added to its workflow (``job.workflow.add``)."""
+    may_have_added: bool = True
+    """Whether the step may have added steps (in this attempt or an earlier one): when it
+    ends, its ``added_by`` fan-in edges are materialised. False only for a step that is not
+    durable and adds nothing in this, its ending, attempt (no earlier attempt can have added:
+    additions are written only with an attempt's successful ack)."""
     refuse: Callable[[str], Ack] | None = None
     """Builds the failed ack that replaces this one when its effects cannot be written
     (additions refused, or a row the acker could not write)."""
@@ -179,6 +184,7 @@ def _with_effects(job: Job, producer: str, result: Any, backoff: Callable[[int],
         if durable:
             fx.durable = _durable_text(ctx, ctx.step, ctx.state, result=value)
         _attach_additions(fx, job)
+        fx.may_have_added = durable or fx.fanout is not None
         return Ack(job.id, job.attempt, producer, "completed", effects=fx)
     except NotJSON as exc:
         return failed(job, producer, f"{type(exc).__name__}: {exc}", backoff)

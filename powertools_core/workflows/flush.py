@@ -181,10 +181,15 @@ async def write(
     )
     out.added = added.count
     queues.update(added.queues)
+    # Steps that ended and may have added steps get their added_by fan-in edges (a plain
+    # step that added nothing cannot be anyone's adder: no statement for it).
     targets = added.targets | {
         a.effects.step
         for a in by_id.values()
-        if a.effects is not None and a.effects.step is not None and matched[a.id][2] in TERMINAL
+        if a.effects is not None
+        and a.effects.step is not None
+        and a.effects.may_have_added
+        and matched[a.id][2] in TERMINAL
     }
     await fanout.materialize(conn, prefix, targets)
     parked = [

@@ -107,3 +107,28 @@ def test_steps_that_end_otherwise_promote_without_a_result() -> None:
     snooze = outcomes.from_result(_job(STEP), "p", Snooze(3))
     assert snooze.state == "scheduled" and snooze.effects is None
     assert outcomes.failed(_job(STEP), "p", "boom").effects is None  # retryable: deps wait
+
+
+def test_only_a_step_that_may_have_added_steps_gets_its_fan_in_edges_materialised() -> None:
+    from powertools_core import Next
+    from powertools_core.jobs.spec import JobSpec
+    from powertools_core.workflows.context import WorkflowContext
+
+    def effects(result: Any, meta: dict[str, Any], adds: bool = False) -> outcomes.Effects:
+        job = _job(meta)
+        if adds:
+            ctx = WorkflowContext(workflow_id=1, step="fetch")
+            ctx.add("part", JobSpec(worker="w", queue="q", args={}))
+            job.workflow_context = ctx
+        fx = outcomes.from_result(job, "p", result).effects
+        assert fx is not None
+        return fx
+
+    # a plain step completing without additions cannot be anyone's adder
+    assert effects(None, STEP).may_have_added is False
+    # additions in this attempt, a durable step (an earlier attempt may have added), a step
+    # that ends otherwise: materialised as before
+    assert effects(None, STEP, adds=True).may_have_added is True
+    assert effects(None, {**STEP, "durable": {"step": "a", "state": None}}).may_have_added
+    assert effects(Next("b"), STEP).may_have_added is True
+    assert effects(Cancel("no"), STEP).may_have_added is True
