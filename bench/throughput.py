@@ -33,7 +33,7 @@ from powertools_core.runtime.acker import ack_params
 from powertools_core.runtime.config import RuntimeConfig
 from powertools_core.runtime.notifier import insert_channel
 from powertools_core.runtime.outcomes import Ack
-from powertools_core.runtime.run import event_loop_name, run_loop
+from powertools_core.runtime.run import event_loop_name, freeze_startup_heap, run_loop
 from powertools_core.runtime.supervisor import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ def drain_window(url: str, schema: str) -> float:
 
 def run_in_process(url: str, schema: str, jobs: int, concurrency: int, worker: str) -> float:
     common.seed_copy(url, schema, worker, "bench", jobs)
+    freeze_startup_heap()  # as `worker run` does before it serves
     config = RuntimeConfig(
         url=url,
         prefix=schema,

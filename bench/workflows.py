@@ -30,7 +30,7 @@ from bench import common
 from powertools_core import Worker, Workflow, telemetry
 from powertools_core.jobs.model import Job
 from powertools_core.runtime.config import RuntimeConfig
-from powertools_core.runtime.run import event_loop_name, run_loop
+from powertools_core.runtime.run import event_loop_name, freeze_startup_heap, run_loop
 from powertools_core.runtime.supervisor import Runtime
 from powertools_core.workflows import added_by
 
@@ -83,6 +83,7 @@ def window(url: str, schema: str) -> tuple[float, int]:
 
 def drain(url: str, schema: str, total: int, concurrency: int) -> float:
     """Run the runtime until ``total`` jobs are acked; jobs per second over the drain window."""
+    freeze_startup_heap()  # as `worker run` does before it serves
     config = RuntimeConfig(
         url=url,
         prefix=schema,

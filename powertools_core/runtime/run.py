@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.util
 import multiprocessing
@@ -109,12 +110,22 @@ def build_config(
     )
 
 
+def freeze_startup_heap() -> None:
+    """Move what exists once the app is imported (modules, classes, config) out of the
+    collector's sight: a worker's full collections then walk only what jobs allocate, not the
+    whole startup heap (about 15% of a no-op drain's time otherwise). Garbage already unreachable
+    is collected first, so nothing is pinned that was about to be freed."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker(settings: Settings, config: RuntimeConfig, *, processes: int = 1) -> WorkerRunResult:
     """Run until SIGTERM/SIGINT, drain, and report."""
     setup_logging(config.log_format, config.log_level)
     if processes < 1:
         raise InvalidInput("--processes must be at least 1")
     if processes == 1:
+        freeze_startup_heap()
         stats = run_loop(_serve(config, None, settings))
     else:
         stats = _run_children(settings, config, processes)
@@ -185,6 +196,7 @@ def _child_main(config_dict: dict[str, Any], settings: Settings, ready: Any, out
     load_app(settings.app)
     config = RuntimeConfig(**config_dict)
     setup_logging(config.log_format, config.log_level)
+    freeze_startup_heap()
     stats = run_loop(_serve(config, ready, settings, (signal.SIGTERM,)))
     out.put(stats)
     sys.stdout.flush()
