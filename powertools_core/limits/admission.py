@@ -25,7 +25,7 @@ re-checked at that pace so ``limiter resume`` takes effect quickly).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import psycopg
 
+from powertools_core.db.arrays import int_array, text_array
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
@@ -46,7 +47,7 @@ CACHE_MAX: Final = timedelta(seconds=1)
 HOLDS_KEY: Final = "powertools_limit_holds_pkey"
 
 # One row per refused job (admitted jobs are implied). The arrays travel as array literals built
-# by ``int_array``/``text_array``: psycopg's per-element array adaptation cost more than the
+# by ``db.arrays``: psycopg's per-element array adaptation cost more than the
 # function itself on an unsaturated batch.
 ADMIT: Final = """
 SELECT o_job, o_code, o_gate, o_retry_at
@@ -237,22 +238,6 @@ def _demands(
         # runs (and its perform sees the same args). This is logged, never silent.
         log.warning("limits: job %d admitted without limits: %s", job.id, exc.one_line())
         return []
-
-
-def int_array(values: Iterable[int]) -> str:
-    """A PostgreSQL array literal of integers (``{1,2,3}``)."""
-    return "{" + ",".join(map(str, values)) + "}"
-
-
-def text_array(values: Iterable[str]) -> str:
-    """A PostgreSQL array literal of strings, every element quoted (so no value is special)."""
-    items = list(values)
-    if not items:
-        return "{}"
-    plain = "".join(items)
-    if "\\" in plain or '"' in plain:
-        items = [v.replace("\\", "\\\\").replace('"', '\\"') for v in items]
-    return '{"' + '","'.join(items) + '"}'
 
 
 def build_params(
