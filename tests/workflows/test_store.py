@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -210,6 +211,55 @@ def test_two_deps_finishing_concurrently_promote_the_fan_in_exactly_once(
         t.join()
     assert sorted(changed.values()) == [0, 1]
     assert states(conn, s, wf)["d"] == "available"
+
+
+def test_a_sole_dependent_cancelled_while_its_dep_finishes_stays_cancelled(
+    installed: Settings, database_url: str, conn: psycopg.Connection
+) -> None:
+    # A step whose only dep just finished is promoted without first being locked. A workflow
+    # cancel that has already written the step (not yet committed) must still win: the
+    # promotion waits for it and then leaves the cancelled step alone.
+    s = installed.prefix
+    wf = (
+        Workflow("race")
+        .add("a", Step.new({}))
+        .add("b", Step.new({}), deps=["a"])
+        .insert(conn=conn, prefix=s)
+    )
+    with psycopg.connect(database_url) as canceller:
+        canceller.execute(
+            f"UPDATE \"{s}\".oban_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = %s",
+            [wf.job_ids["b"]],
+        )
+        promoted: dict[str, int] = {}
+        pid: list[int] = []
+        connected = threading.Event()
+
+        def ack() -> None:
+            with psycopg.connect(database_url) as tx:
+                pid.append(tx.info.backend_pid)
+                connected.set()
+                finish(tx, s, wf, "a")
+                promoted["b"] = promote(tx, s, [wf.job_ids["a"]])
+                tx.commit()
+
+        acker = threading.Thread(target=ack)
+        acker.start()
+        assert connected.wait(30)
+        deadline = time.monotonic() + 30
+        while True:  # until the promotion waits on the canceller's row lock (a condition)
+            row = conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", pid
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                break
+            assert acker.is_alive(), "the promotion never waited for the cancel"
+            assert time.monotonic() < deadline, "the promotion never blocked"
+            time.sleep(0.01)
+        canceller.commit()
+    acker.join(timeout=30)
+    assert promoted == {"b": 0}
+    assert states(conn, s, wf) == {"a": "completed", "b": "cancelled"}
 
 
 def test_results_are_recorded_and_read_by_dependents(
