@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import psycopg
 
+from powertools_core.db.arrays import int_array
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
@@ -29,15 +30,24 @@ from powertools_core.workflows.builder import (
 from powertools_core.workflows.durable import META_DURABLE, DurableContext, Signal, awaiting_meta
 from powertools_core.workflows.values import NotJSON, encode
 
-# Every dependency of the given steps with its state and result.
+# Every dependency of the given steps with its state and result, probed per step through the
+# edge and step primary keys. The LATERAL is fenced (OFFSET 0) so the planner cannot flatten
+# it into hash joins over whole tables: with young statistics it did, and every fetched batch
+# of steps scanned all edges and steps of every workflow (2.9 ms -> 1.0 ms for 100 steps of a
+# 10,000-step workflow, and the scan grows with the tables while the probes do not).
 LOAD_DEPS: Final = """
-SELECT s.job_id, e.dep, ds.added_by, coalesce(dj.state::text, 'archived'), ds.result,
-       ds.result_at IS NOT NULL
+SELECT s.job_id, d.dep, d.added_by, d.state, d.result, d.has_result
 FROM {prefix}.powertools_workflow_steps s
-JOIN {prefix}.powertools_workflow_edges e ON e.workflow_id = s.workflow_id AND e.step = s.name
-JOIN {prefix}.powertools_workflow_steps ds
-  ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
-LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+CROSS JOIN LATERAL (
+    SELECT e.dep, ds.added_by, coalesce(dj.state::text, 'archived') AS state, ds.result,
+           ds.result_at IS NOT NULL AS has_result
+    FROM {prefix}.powertools_workflow_edges e
+    JOIN {prefix}.powertools_workflow_steps ds
+      ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
+    LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+    WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+    OFFSET 0
+) d
 WHERE s.job_id = ANY(%(ids)s::bigint[])
 """
 
@@ -278,7 +288,7 @@ async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iter
         _apply_batch(callbacks, await cur.fetchall())
     if steps:
         cur = await conn.execute(
-            qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}, prepare=True
+            qualify(LOAD_DEPS, prefix), {"ids": int_array([j.id for j in steps])}, prepare=True
         )
         _apply_deps(steps, await cur.fetchall())
     if resumed:

@@ -396,6 +396,7 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
     # 10,000-child fan-out took ~45 s instead of ~0.1 s. Each promotion statement must do work
     # linear in the steps it decides, whatever the statistics say.
     from powertools_core.db.identifiers import qualify
+    from powertools_core.workflows.context import LOAD_DEPS
     from powertools_core.workflows.store import DUE, LOCK_DEPENDENTS, SETTLE
 
     s = installed.prefix
@@ -420,3 +421,9 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
         # the old SETTLE plan: 2,000 rows x 2,001 loops for the verdict alone
         assert _work(plan) < 20 * len(children), template[:60]
     assert promote(conn, s, [ins.job_ids["root"]]) == 2000
+    # A fetched batch of 100 children loads its context by probes, not by scanning every edge
+    # and step of the workflow (the plan young statistics gave: 4,000 edges read per batch).
+    batch = child_ids[:100]
+    cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(LOAD_DEPS, s), {"ids": batch})
+    ((plan,),) = cur.fetchall()
+    assert _work(plan) < 20 * len(batch)
