@@ -35,8 +35,7 @@ from powertools_core.workflows.values import NotJSON, encode
 # it into hash joins over whole tables: with young statistics it did, and every fetched batch
 # of steps scanned all edges and steps of every workflow (2.9 ms -> 1.0 ms for 100 steps of a
 # 10,000-step workflow, and the scan grows with the tables while the probes do not).
-LOAD_DEPS: Final = """
-SELECT s.job_id, d.dep, d.added_by, d.state, d.result, d.has_result
+_DEPS_OF_STEPS: Final = """
 FROM {prefix}.powertools_workflow_steps s
 CROSS JOIN LATERAL (
     SELECT e.dep, ds.added_by, coalesce(dj.state::text, 'archived') AS state, ds.result,
@@ -51,17 +50,12 @@ CROSS JOIN LATERAL (
 WHERE s.job_id = ANY(%(ids)s::bigint[])
 """
 
+LOAD_DEPS: Final = (
+    "SELECT s.job_id, d.dep, d.added_by, d.state, d.result, d.has_result" + _DEPS_OF_STEPS
+)
+
 # How the members of each batch callback ended (a callback does not load member results).
-LOAD_BATCH: Final = """
-SELECT s.job_id, coalesce(dj.state::text, 'archived'), count(*)
-FROM {prefix}.powertools_workflow_steps s
-JOIN {prefix}.powertools_workflow_edges e ON e.workflow_id = s.workflow_id AND e.step = s.name
-JOIN {prefix}.powertools_workflow_steps ds
-  ON ds.workflow_id = e.workflow_id AND ds.name = e.dep
-LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
-WHERE s.job_id = ANY(%(ids)s::bigint[])
-GROUP BY s.job_id, 2
-"""
+LOAD_BATCH: Final = "SELECT s.job_id, d.state, count(*)" + _DEPS_OF_STEPS + "GROUP BY 1, 2\n"
 
 # The oldest unconsumed signal matching what each resumed job awaited.
 LOAD_SIGNALS: Final = """
@@ -283,7 +277,7 @@ async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iter
     steps, callbacks, resumed = _split(jobs)
     if callbacks:
         cur = await conn.execute(
-            qualify(LOAD_BATCH, prefix), {"ids": [j.id for j in callbacks]}, prepare=True
+            qualify(LOAD_BATCH, prefix), {"ids": int_array([j.id for j in callbacks])}, prepare=True
         )
         _apply_batch(callbacks, await cur.fetchall())
     if steps:
@@ -303,11 +297,13 @@ def load(conn: psycopg.Connection[Any], prefix: str, jobs: Iterable[Job]) -> Non
     steps, callbacks, resumed = _split(jobs)
     if callbacks:
         rows = conn.execute(
-            qualify(LOAD_BATCH, prefix), {"ids": [j.id for j in callbacks]}
+            qualify(LOAD_BATCH, prefix), {"ids": int_array([j.id for j in callbacks])}
         ).fetchall()
         _apply_batch(callbacks, rows)
     if steps:
-        rows = conn.execute(qualify(LOAD_DEPS, prefix), {"ids": [j.id for j in steps]}).fetchall()
+        rows = conn.execute(
+            qualify(LOAD_DEPS, prefix), {"ids": int_array([j.id for j in steps])}
+        ).fetchall()
         _apply_deps(steps, rows)
     if resumed:
         rows = conn.execute(
