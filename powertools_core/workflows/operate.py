@@ -1,13 +1,16 @@
 """Operator actions on a workflow: cancel (cascade + stop signal) and retry failed steps.
 
-Each runs in one transaction, writes one audit event per workflow and per changed job, and
+Each runs in one transaction (run again from the start if PostgreSQL aborted it to break a
+deadlock with a promotion), writes one audit event per workflow and per changed job, and
 re-checks states in its ``UPDATE``s (a step that moved since is left alone).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+import logging
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import psycopg
 
@@ -20,6 +23,10 @@ from powertools_core.ops.actions import NOTIFY_SIGNALS, signal_channel
 from powertools_core.ops.errors import check_intent
 from powertools_core.workflows.results import WorkflowActionResult
 from powertools_core.workflows.store import promote
+
+log = logging.getLogger("powertools.workflows")
+
+T = TypeVar("T")
 
 LOCK_WORKFLOW: Final = """
 SELECT id, cancelled_at IS NOT NULL FROM {prefix}.powertools_workflows
@@ -37,14 +44,28 @@ UPDATE {prefix}.powertools_workflows SET cancelled_at = NULL, cancelled_by = NUL
 WHERE id = %(id)s
 """
 
+# The pending steps are locked in id order first, the order promotion locks the dependents it
+# waits for, so a cancel and an acker promoting the same workflow take turns on those rows
+# instead of each holding one the other wants. (Promotion still settles some rows outside that
+# order, so a deadlock stays possible: ``_retrying`` runs the whole action again if PostgreSQL
+# broke one by aborting it.) A row promoted meanwhile is re-checked as locked and still cancelled.
 CANCEL_PENDING: Final = """
+WITH pending AS MATERIALIZED (
+    SELECT j.id
+    FROM {prefix}.oban_jobs j
+    JOIN {prefix}.powertools_workflow_steps s ON s.job_id = j.id
+    WHERE s.workflow_id = %(id)s
+      AND j.state IN ('available', 'scheduled', 'retryable', 'suspended')
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
 UPDATE {prefix}.oban_jobs j
 SET state = 'cancelled', cancelled_at = timezone('UTC', now()),
     errors = array_append(j.errors, jsonb_build_object(
         'at', timezone('UTC', now()), 'attempt', j.attempt,
         'error', 'cancelled_by_workflow: ' || %(reason)s))
 FROM {prefix}.powertools_workflow_steps s
-WHERE s.workflow_id = %(id)s AND j.id = s.job_id
+WHERE j.id IN (SELECT id FROM pending) AND s.job_id = j.id
   AND j.state IN ('available', 'scheduled', 'retryable', 'suspended')
 RETURNING j.id, s.name
 """
@@ -93,9 +114,30 @@ SELECT 1 FROM {prefix}.powertools_workflow_steps WHERE workflow_id = %(id)s AND 
 """
 
 
+DEADLOCK_ATTEMPTS: Final = 3
+"""How many times an action runs when PostgreSQL keeps choosing it as a deadlock's victim."""
+
+
 def _conn(settings: Settings) -> psycopg.Connection[Any]:
     assert settings.database_url
     return connect(settings.database_url, autocommit=True)
+
+
+def _retrying(settings: Settings, action: Callable[[psycopg.Connection[Any]], T]) -> T:
+    """Run ``action`` in one transaction; again, from the start, when PostgreSQL aborted it to
+    break a deadlock. Cancel and retry write every pending step of a workflow while an acker
+    may be promoting some of them in another order. The aborted attempt wrote nothing (audit
+    rows and notifications included), so running it again acts exactly once."""
+    with translated(settings.database_url), _conn(settings) as conn:
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with conn.transaction():
+                    return action(conn)
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.info("workflow action chosen as a deadlock victim, attempt %d", attempt)
+    raise AssertionError("unreachable")
 
 
 def _lock(conn: psycopg.Connection[Any], prefix: str, workflow_id: int) -> bool:
@@ -129,7 +171,8 @@ def cancel_workflow(
     """Cancel every pending step and signal executing ones to stop; audited."""
     who, why = check_intent(actor, reason)
     prefix = settings.prefix
-    with translated(settings.database_url), _conn(settings) as conn, conn.transaction():
+
+    def cancel(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[int]]:
         already = _lock(conn, prefix, workflow_id)
         conn.execute(qualify(MARK_CANCELLED, prefix), {"id": workflow_id, "actor": who})
         cancelled = conn.execute(
@@ -155,6 +198,9 @@ def cancel_workflow(
             ),
         ]
         record(conn, prefix, events)
+        return cancelled, executing
+
+    cancelled, executing = _retrying(settings, cancel)
     return WorkflowActionResult(
         command="workflow cancel",
         workflow_id=workflow_id,
@@ -174,7 +220,8 @@ def retry_workflow(
     """Retry failed steps (or one) and re-open their cancelled-by-dependency dependents."""
     who, why = check_intent(actor, reason)
     prefix = settings.prefix
-    with translated(settings.database_url), _conn(settings) as conn, conn.transaction():
+
+    def retry(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any]]:
         _lock(conn, prefix, workflow_id)
         if (
             step is not None
@@ -214,6 +261,9 @@ def retry_workflow(
             ),
         ]
         record(conn, prefix, events)
+        return retried, reopened
+
+    retried, reopened = _retrying(settings, retry)
     changed = {r[1]: "suspended" for r in reopened}
     changed.update({r[1]: "available" for r in retried})
     return WorkflowActionResult(
