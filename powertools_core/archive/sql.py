@@ -394,11 +394,37 @@ WHERE a.archived_at < %(cutoff)s
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
+# What belongs to a job goes with it: the signals sent to it (kept until then as its dedupe
+# memory) and, once no job of its workflow is left in oban_jobs or the archive, the workflow's
+# rows (steps with their results, edges). Sibling CTEs read the snapshot from before the
+# delete, hence the explicit ``<> ALL(ids)``.
 PRUNE_JOBS: Final = """
 WITH pruned AS (
     DELETE FROM {prefix}.powertools_job_archive a
     WHERE a.id = ANY(%(ids)s)
     RETURNING a.id, a.state, a.queue
+), signals AS (
+    DELETE FROM {prefix}.powertools_signals s
+    WHERE s.target = ANY(ARRAY(SELECT id::text FROM pruned))
+), ended AS MATERIALIZED (
+    SELECT DISTINCT me.workflow_id
+    FROM {prefix}.powertools_workflow_steps me
+    WHERE me.job_id = ANY(ARRAY(SELECT id FROM pruned))
+      AND NOT EXISTS (
+          SELECT 1 FROM {prefix}.powertools_workflow_steps ws
+          WHERE ws.workflow_id = me.workflow_id AND ws.job_id <> ALL(%(ids)s)
+            AND (EXISTS (SELECT 1 FROM {prefix}.oban_jobs j WHERE j.id = ws.job_id)
+                 OR EXISTS (SELECT 1 FROM {prefix}.powertools_job_archive x
+                            WHERE x.id = ws.job_id)))
+), edges AS (
+    DELETE FROM {prefix}.powertools_workflow_edges e
+    USING ended WHERE e.workflow_id = ended.workflow_id
+), steps AS (
+    DELETE FROM {prefix}.powertools_workflow_steps s
+    USING ended WHERE s.workflow_id = ended.workflow_id
+), workflows AS (
+    DELETE FROM {prefix}.powertools_workflows w
+    USING ended WHERE w.id = ended.workflow_id
 )
 SELECT state, queue, count(*), min(id), max(id) FROM pruned GROUP BY state, queue
 """

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from powertools_core import signal
 from powertools_core.archive import ArchiveFilter, ArchiveRequest, resolve_retention, run_archive
 from powertools_core.archive.policy import cutoffs, format_retention, parse_state_spec
+from powertools_core.archive.prune import PruneRequest, run_prune
 from powertools_core.archive.restore import run_restore
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
@@ -176,3 +178,75 @@ def test_a_running_workflows_finished_steps_stay_until_the_workflow_ends(install
     after = run_archive(installed, request, actor="alice", reason="workflow ended")
     assert after.moved == 2
     assert count(db, prefix, "oban_jobs", f"id IN ({a}, {b})") == 0
+
+
+def _wf_rows(db: psycopg.Connection, prefix: str, workflow_id: int) -> tuple[int, int, int]:
+    """(workflows, steps, edges) rows of one workflow."""
+    row = db.execute(
+        qualify(
+            "SELECT (SELECT count(*) FROM {prefix}.powertools_workflows WHERE id = %(w)s), "
+            "(SELECT count(*) FROM {prefix}.powertools_workflow_steps WHERE workflow_id = %(w)s),"
+            " (SELECT count(*) FROM {prefix}.powertools_workflow_edges WHERE workflow_id = %(w)s)",
+            prefix,
+        ),
+        {"w": workflow_id},
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def test_pruning_a_job_for_good_takes_its_signals_and_its_ended_workflows_rows(
+    installed, db
+) -> None:
+    """Signals and workflow rows live as long as a job of theirs is in oban_jobs or the
+    archive; the prune that deletes the last one deletes them too, and nothing else."""
+    prefix = installed.prefix
+    wf = Workflow("ledger").add("a", Step.new({})).add("b", Step.new({}), deps=["a"])
+    ins = wf.insert(conn=db, prefix=prefix)
+    a, b = ins.job_ids["a"], ins.job_ids["b"]
+    other = Workflow("untouched").add("only", Step.new({})).insert(conn=db, prefix=prefix)
+    signal(b, "approved", {"by": "carol"}, dedupe_key="once", conn=db, prefix=prefix)
+    signal(other.job_ids["only"], "approved", conn=db, prefix=prefix)
+    db.execute(
+        qualify(
+            "UPDATE {prefix}.oban_jobs SET state = 'completed', "
+            "completed_at = timezone('UTC', now()) - interval '60 days' WHERE id = ANY(%s)",
+            prefix,
+        ),
+        [[a, b]],
+    )
+    request = ArchiveRequest(retention=resolve_retention(None, None))
+    assert run_archive(installed, request, actor="alice", reason="workflow ended").moved == 2
+    restored = run_restore(
+        installed, ArchiveFilter(ids=(a,)), actor="alice", reason="look at it again"
+    )
+    assert restored.moved == 1
+    prune = PruneRequest(older_than=timedelta(hours=1))
+    age_archive = qualify(
+        "UPDATE {prefix}.powertools_job_archive SET archived_at = archived_at - interval '1 day'",
+        prefix,
+    )
+    db.execute(age_archive)
+
+    # b is deleted for good: its signal goes; a is back in oban_jobs, so the workflow stays.
+    assert run_prune(installed, prune, actor="alice", reason="retention of b").moved == 1
+    assert count(db, prefix, "powertools_signals", f"target = '{b}'") == 0
+    assert _wf_rows(db, prefix, ins.id) == (1, 2, 1)
+
+    # a is archived and pruned too: the workflow has no job left anywhere.
+    db.execute(
+        qualify(
+            "UPDATE {prefix}.oban_jobs SET completed_at = timezone('UTC', now()) "
+            "- interval '60 days' WHERE id = %s",
+            prefix,
+        ),
+        [a],
+    )
+    assert run_archive(installed, request, actor="alice", reason="archive a again").moved == 1
+    db.execute(age_archive)
+    assert run_prune(installed, prune, actor="alice", reason="retention of a").moved == 1
+    assert _wf_rows(db, prefix, ins.id) == (0, 0, 0)
+    # another workflow's rows and a live job's signal are left alone
+    assert _wf_rows(db, prefix, other.id) == (1, 1, 0)
+    target = other.job_ids["only"]
+    assert count(db, prefix, "powertools_signals", f"target = '{target}'") == 1
