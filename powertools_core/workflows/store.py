@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import psycopg
 
+from powertools_core.db.arrays import int_array
 from powertools_core.db.identifiers import qualify
 from powertools_core.jobs.notify import NOTIFY_QUEUES, insert_channel
 from powertools_core.workflows.values import encode
@@ -39,13 +40,15 @@ FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[], %(kinds)s
     AS u(step, dep, policy, kind)
 """
 
-# The suspended dependents of finished jobs, as (id, sole). A dependent with other deps is
-# locked, in id order (the serialisation point: two transactions finishing two deps of one
-# fan-in step take turns, so the later one sees the earlier one's commit). A *sole* dependent
-# (its only dep is one of the finished jobs) is not locked: nobody else can end that dep, whose
-# row this transaction holds, so it goes straight to SETTLE, whose ``WHERE state =
-# 'suspended'`` is re-checked on the latest row version (a concurrent cancel or reconciler pass
-# wins or loses cleanly). A wide fan-out (one root, 10,000 children) thus costs one update per
+# The dependents of finished jobs, as (id, sole, clear). A dependent with other deps is locked,
+# in id order, if it is still suspended (the serialisation point: two transactions finishing
+# two deps of one fan-in step take turns, so the later one sees the earlier one's commit). A
+# *sole* dependent (its only dep is one of the finished jobs) is not locked: nobody else can end
+# that dep, whose row this transaction holds, so it goes straight to a settling UPDATE whose
+# ``WHERE state = 'suspended'`` is re-checked on the latest row version (a concurrent cancel or
+# reconciler pass wins or loses cleanly). *clear*: that only dep completed and the step is not
+# conditional (``run_if``), so the verdict is known without reading anything more: it moves on
+# (``PROMOTE_CLEAR``). A wide fan-out (one root, 10,000 children) thus costs one update per
 # child instead of a row lock, a verdict probe and then the update.
 # Driven by the finished jobs: their dependents are collected first, then looked up by primary
 # key. ``state::text`` keeps the planner off the state indexes (a generic plan would otherwise
@@ -56,8 +59,10 @@ WITH dependents AS MATERIALIZED (
            NOT EXISTS (
                SELECT 1 FROM {prefix}.powertools_workflow_edges o
                WHERE o.workflow_id = e.workflow_id AND o.step = e.step AND o.dep <> e.dep
-           ) AS sole
+           ) AS sole,
+           (dj.state::text = 'completed' AND s.run_if IS NULL) AS clear
     FROM {prefix}.powertools_workflow_steps d
+    JOIN {prefix}.oban_jobs dj ON dj.id = d.job_id
     JOIN {prefix}.powertools_workflow_edges e
       ON e.workflow_id = d.workflow_id AND e.dep = d.name
     JOIN {prefix}.powertools_workflow_steps s
@@ -71,12 +76,21 @@ WITH dependents AS MATERIALIZED (
     ORDER BY j.id
     FOR UPDATE OF j
 )
-SELECT id, false FROM locked
+SELECT id, false, false FROM locked
 UNION ALL
-SELECT j.id, true
-FROM {prefix}.oban_jobs j
-WHERE j.id = ANY(ARRAY(SELECT job_id FROM dependents WHERE sole))
-  AND j.state::text = 'suspended'
+SELECT job_id, true, clear FROM dependents WHERE sole
+"""
+
+# Sole dependents whose only dep completed (``clear`` above): nothing can cancel them, so they
+# move on without the verdict's reads (SETTLE's edges, dep steps and dep jobs). The same
+# re-checks as SETTLE: still suspended (on the latest row version), not parked on a signal.
+PROMOTE_CLEAR: Final = """
+UPDATE {prefix}.oban_jobs j
+SET state = (CASE WHEN j.scheduled_at > timezone('UTC', now()) THEN 'scheduled'
+                  ELSE 'available' END)::{prefix}.oban_job_state
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.state::text = 'suspended'
+  AND (j.meta -> 'durable' -> 'await') IS NULL
+RETURNING j.id, j.state::text, j.queue
 """
 
 # Of the locked dependents, the ones promotion can change now: a dependency that just ended
@@ -240,18 +254,33 @@ def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequen
     frontier = list(finished_job_ids)
     with own_tx(conn):
         while frontier:
-            found = conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier}).fetchall()
-            locked = [r[0] for r in found if not r[1]]
-            due = [r[0] for r in found if r[1]]
+            found = conn.execute(
+                _q(LOCK_DEPENDENTS, prefix), {"ids": int_array(frontier)}
+            ).fetchall()
+            locked, due, clear = _split(found)
+            if clear:
+                changed += len(
+                    conn.execute(_q(PROMOTE_CLEAR, prefix), {"ids": int_array(clear)}).fetchall()
+                )
             if locked:
-                params = {"ids": locked, "failed": frontier}
+                params = {"ids": int_array(locked), "failed": int_array(frontier)}
                 due += [r[0] for r in conn.execute(_q(DUE, prefix), params)]
             if not due:
                 break
-            rows = conn.execute(_q(SETTLE, prefix), {"ids": due}).fetchall()
+            rows = conn.execute(_q(SETTLE, prefix), {"ids": int_array(due)}).fetchall()
             changed += len(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]
     return changed
+
+
+def _split(found: Sequence[Any]) -> tuple[list[int], list[int], list[int]]:
+    """LOCK_DEPENDENTS rows as (locked, sole to settle, sole and clear to promote)."""
+    locked: list[int] = []
+    due: list[int] = []
+    clear: list[int] = []
+    for job_id, sole, is_clear in found:
+        (clear if is_clear else due if sole else locked).append(job_id)
+    return locked, due, clear
 
 
 def reconcile(conn: psycopg.Connection[Any], prefix: str, limit: int = 1000) -> int:
@@ -289,18 +318,22 @@ async def promote_rows_async(
     candidates = frontier if failed is None else list(failed)
     async with own_tx_async(conn):
         while frontier:
-            cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), {"ids": frontier}, prepare=True)
-            found = await cur.fetchall()
-            locked = [r[0] for r in found if not r[1]]
-            due = [r[0] for r in found if r[1]]
-            if locked:
+            cur = await conn.execute(
+                _q(LOCK_DEPENDENTS, prefix), {"ids": int_array(frontier)}, prepare=True
+            )
+            locked, due, clear = _split(await cur.fetchall())
+            if clear:
                 cur = await conn.execute(
-                    _q(DUE, prefix), {"ids": locked, "failed": candidates}, prepare=True
+                    _q(PROMOTE_CLEAR, prefix), {"ids": int_array(clear)}, prepare=True
                 )
+                changed.extend((r[0], r[1], r[2]) for r in await cur.fetchall())
+            if locked:
+                params = {"ids": int_array(locked), "failed": int_array(candidates)}
+                cur = await conn.execute(_q(DUE, prefix), params, prepare=True)
                 due += [r[0] for r in await cur.fetchall()]
             if not due:
                 break
-            cur = await conn.execute(_q(SETTLE, prefix), {"ids": due}, prepare=True)
+            cur = await conn.execute(_q(SETTLE, prefix), {"ids": int_array(due)}, prepare=True)
             rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
             changed.extend(rows)
             frontier = [r[0] for r in rows if r[1] == "cancelled"]

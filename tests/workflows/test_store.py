@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from powertools_core import Batch
 from powertools_core.config import Settings
 from powertools_core.errors import InvalidInput
 from powertools_core.workflows import Workflow, promote, reconcile, record_result, result
@@ -260,6 +261,47 @@ def test_a_sole_dependent_cancelled_while_its_dep_finishes_stays_cancelled(
     acker.join(timeout=30)
     assert promoted == {"b": 0}
     assert states(conn, s, wf) == {"a": "completed", "b": "cancelled"}
+
+
+def test_a_sole_dependent_of_a_completed_dep_keeps_its_schedule_and_its_condition(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    # The cheap path for "only dep completed" must still honour what SETTLE decides: a step
+    # scheduled in the future waits as `scheduled`, and a conditional step (a one-job batch's
+    # on_discard) is cancelled as not needed rather than run.
+    s = installed.prefix
+    batch = Batch("one", on_success=Step.new({}), on_discard=Step.new({}))
+    batch.add(Step.new({}))
+    ins = batch.insert(conn=conn, prefix=s)
+    later = (
+        Workflow("later")
+        .add("a", Step.new({}))
+        .add("b", Step.new({}), deps=["a"])
+        .insert(conn=conn, prefix=s)
+    )
+    conn.execute(
+        f"UPDATE \"{s}\".oban_jobs SET scheduled_at = timezone('UTC', now()) + interval '1 hour' "
+        "WHERE id = %s",
+        [later.job_ids["b"]],
+    )
+    (member,) = ins.job_ids
+    for job_id in (member, later.job_ids["a"]):
+        conn.execute(
+            f"UPDATE \"{s}\".oban_jobs SET state = 'completed', completed_at = now() WHERE id = %s",
+            [job_id],
+        )
+    assert promote(conn, s, [member, later.job_ids["a"]]) == 3
+    assert states(conn, s, later)["b"] == "scheduled"
+    rows = dict(
+        conn.execute(
+            f'SELECT id, state::text FROM "{s}".oban_jobs WHERE id = ANY(%s)',
+            [list(ins.callbacks.values())],
+        ).fetchall()
+    )
+    assert {name: rows[i] for name, i in ins.callbacks.items()} == {
+        "on_success": "available",
+        "on_discard": "cancelled",
+    }
 
 
 def test_results_are_recorded_and_read_by_dependents(
