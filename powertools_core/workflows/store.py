@@ -81,9 +81,10 @@ UNION ALL
 SELECT job_id, true, clear FROM dependents WHERE sole
 """
 
-# Sole dependents whose only dep completed (``clear`` above): nothing can cancel them, so they
-# move on without the verdict's reads (SETTLE's edges, dep steps and dep jobs). The same
-# re-checks as SETTLE: still suspended (on the latest row version), not parked on a signal.
+# Sole dependents whose only dep completed (``clear`` above): no dependency can cancel them, so
+# they move on without the verdict's reads (SETTLE's edges, dep steps and dep jobs). The same
+# re-checks as SETTLE: still suspended (on the latest row version, so a concurrent workflow
+# cancel that got there first wins), not parked on a signal.
 PROMOTE_CLEAR: Final = """
 UPDATE {prefix}.oban_jobs j
 SET state = (CASE WHEN j.scheduled_at > timezone('UTC', now()) THEN 'scheduled'
