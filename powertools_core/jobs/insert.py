@@ -108,6 +108,19 @@ COPY_JOBS: Final = (
 
 SELECT_NOW: Final = "SELECT timezone('UTC', now())"
 
+# COPY that must hand ids back (a workflow's steps, which its step rows reference): the ids are
+# drawn from the sequence that owns oban_jobs.id (serial or identity: COPY writes given values
+# even into a GENERATED ALWAYS column), then written by COPY, about a third faster than
+# INSERT ... unnest ... RETURNING for 10,000 steps. An id whose default is not an owned sequence
+# takes the unnest path instead.
+ID_SEQUENCE: Final = "SELECT pg_get_serial_sequence(%(table)s, 'id')"
+RESERVE_IDS: Final = "SELECT nextval(%(seq)s::regclass) FROM generate_series(1, %(n)s)"
+COPY_JOBS_WITH_IDS: Final = (
+    "COPY {prefix}.oban_jobs"
+    " (id, state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)"
+    " FROM STDIN"
+)
+
 # Step 1 of a unique insert: claim (and lock) each receipt, creating it with a placeholder job
 # id when new. Sorted (byte order, the same as the Python sort of the chunks) so concurrent
 # batches lock keys in the same order and cannot deadlock.
@@ -582,8 +595,11 @@ def array_literal(items: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def copy_text(specs: Sequence[JobSpec], now: datetime) -> Iterator[str]:
-    """COPY text-format blocks for the specs, ``COPY_ROWS_PER_WRITE`` rows per block.
+def copy_text(
+    specs: Sequence[JobSpec], now: datetime, ids: Sequence[int] | None = None
+) -> Iterator[str]:
+    """COPY text-format blocks for the specs, ``COPY_ROWS_PER_WRITE`` rows per block; with
+    ``ids``, each row starts with its id (``COPY_JOBS_WITH_IDS``).
 
     Formatting the rows here instead of ``write_row`` halves the client cost of the COPY path:
     JSON text only needs its backslashes doubled (``json`` escapes every control character),
@@ -593,7 +609,7 @@ def copy_text(specs: Sequence[JobSpec], now: datetime) -> Iterator[str]:
     names: dict[str, str] = {}
     tag_cache: dict[tuple[str, ...], str] = {(): "{}"}
     block: list[str] = []
-    for s in specs:
+    for i, s in enumerate(specs):
         queue = names.get(s.queue)
         if queue is None:
             queue = names[s.queue] = copy_escape(s.queue)
@@ -606,10 +622,11 @@ def copy_text(specs: Sequence[JobSpec], now: datetime) -> Iterator[str]:
         args = _dumps(s.args).replace("\\", "\\\\")
         meta = _dumps(s.meta).replace("\\", "\\\\")
         at = now_text if s.scheduled_at is None else s.scheduled_at.isoformat()
-        block.append(
+        row = (
             f"{s.state}\t{queue}\t{worker}\t{args}\t{meta}\t{tags}\t"
             f"{s.priority}\t{s.max_attempts}\t{at}\n"
         )
+        block.append(row if ids is None else f"{int(ids[i])}\t{row}")
         if len(block) >= COPY_ROWS_PER_WRITE:
             yield "".join(block)
             block = []
@@ -704,6 +721,41 @@ def _insert_many(
         if queues:
             cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
     return out.result()
+
+
+def _copyable_sequence(row: Any) -> str | None:
+    """The id sequence from ``ID_SEQUENCE``'s row (None: there is none to draw ids from)."""
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def _available_queues(specs: Sequence[JobSpec]) -> dict[str, None]:
+    return {s.queue: None for s in specs if s.state == "available"}
+
+
+def insert_ids(pg: psycopg.Connection[Any], specs: Sequence[JobSpec], prefix: str) -> list[int]:
+    """Insert ``specs`` in ``pg``'s transaction (its own on an autocommit connection) and return
+    their ids in input order: COPY with ids reserved first (see ``ID_SEQUENCE``). Unique specs,
+    or a table COPY cannot write ids into, take ``insert_all(returning=True)``'s path."""
+    specs = list(specs)
+    _check_specs(specs)
+    if not specs:
+        return []
+    if all(s.receipt_key is None for s in specs):
+        with _own_tx(pg), pg.cursor() as cur:
+            table = qualify("{prefix}.oban_jobs", prefix)
+            seq = _copyable_sequence(cur.execute(ID_SEQUENCE, {"table": table}).fetchone())
+            if seq is not None:
+                ids = [r[0] for r in cur.execute(RESERVE_IDS, {"seq": seq, "n": len(specs)})]
+                now = cur.execute(SELECT_NOW).fetchone()
+                assert now is not None
+                with cur.copy(_sql(COPY_JOBS_WITH_IDS, prefix)) as copy:
+                    for text in copy_text(specs, now[0], ids):
+                        copy.write(text)
+                queues = DEBOUNCER.allow(prefix, _available_queues(specs))
+                if queues:
+                    cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+                return ids
+    return _insert_many(pg, specs, prefix, returning=True).ids
 
 
 def prune_receipts(conn: Any, *, prefix: str | None = None, limit: int = 10_000) -> int:
@@ -807,6 +859,36 @@ async def _insert_many_async(
         if queues:
             await cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
     return out.result()
+
+
+async def insert_ids_async(
+    pg: psycopg.AsyncConnection[Any], specs: Sequence[JobSpec], prefix: str
+) -> list[int]:
+    """Async twin of :func:`insert_ids`."""
+    specs = list(specs)
+    _check_specs(specs)
+    if not specs:
+        return []
+    if all(s.receipt_key is None for s in specs):
+        tx = pg.transaction() if pg.autocommit else _AsyncNull()
+        async with tx, pg.cursor() as cur:
+            table = qualify("{prefix}.oban_jobs", prefix)
+            await cur.execute(ID_SEQUENCE, {"table": table})
+            seq = _copyable_sequence(await cur.fetchone())
+            if seq is not None:
+                await cur.execute(RESERVE_IDS, {"seq": seq, "n": len(specs)})
+                ids = [r[0] for r in await cur.fetchall()]
+                await cur.execute(SELECT_NOW)
+                now = await cur.fetchone()
+                assert now is not None
+                async with cur.copy(_sql(COPY_JOBS_WITH_IDS, prefix)) as copy:
+                    for text in copy_text(specs, now[0], ids):
+                        await copy.write(text)
+                queues = DEBOUNCER.allow(prefix, _available_queues(specs))
+                if queues:
+                    await cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+                return ids
+    return (await _insert_many_async(pg, specs, prefix, returning=True)).ids
 
 
 class _AsyncNull:

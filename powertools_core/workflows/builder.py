@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
-from powertools_core.jobs.insert import caller_errors, default_prefix, insert_all, sync_connection
+from powertools_core.jobs.insert import caller_errors, default_prefix, insert_ids, sync_connection
 from powertools_core.jobs.spec import JobSpec
 from powertools_core.workflows import graph, store
 
@@ -144,8 +144,8 @@ class Workflow:
             assert row is not None
             workflow_id = int(row[0])
             named = self.specs(workflow_id)
-            result = insert_all([s for _, s in named], conn=pg, prefix=schema, returning=True)
-            ids = dict(zip((n for n, _ in named), result.ids, strict=True))
+            job_ids = insert_ids(pg, [s for _, s in named], schema)
+            ids = dict(zip((n for n, _ in named), job_ids, strict=True))
             pg.execute(
                 qualify(store.INSERT_STEPS, schema),
                 {

@@ -26,7 +26,7 @@ from typing import Any, Final
 import psycopg
 
 from powertools_core.db.identifiers import qualify
-from powertools_core.jobs.insert import insert_all_async
+from powertools_core.jobs.insert import insert_ids_async
 from powertools_core.jobs.spec import JobSpec
 from powertools_core.runtime.outcomes import Ack
 from powertools_core.workflows.builder import META_STEP, META_WORKFLOW_ID
@@ -195,8 +195,7 @@ async def insert(
                     out.targets.add((fo.workflow_id, e.dep))
     if not specs:
         return out
-    result = await insert_all_async(specs, conn=conn, prefix=prefix, returning=True)
-    ids = result.ids
+    ids = await insert_ids_async(conn, specs, prefix)
     await conn.execute(
         qualify(INSERT_STEPS_MANY, prefix),
         {

@@ -227,3 +227,92 @@ def test_a_schema_that_is_not_installed_says_so(settings: Settings, database_url
         assert "powertools install" in err.value.one_line()
         with pytest.raises(SchemaNotInstalled):
             BulkA.enqueue({"n": 1}, conn=conn, prefix=settings.prefix)
+
+
+# insert_ids: the ids-returning COPY that workflows use ------------------------------------
+
+
+def test_insert_ids_writes_every_column_and_returns_ids_in_input_order(
+    installed: Settings, database_url: str
+) -> None:
+    specs = [*mixed_specs(300), BulkA.new({"n": 1, "text": "\\N\t\n tab"}, tags=NASTY)]
+    with psycopg.connect(database_url) as conn:
+        ids = insert_mod.insert_ids(conn, specs, installed.prefix)
+        conn.commit()
+    stored = {r["id"]: r for r in rows(database_url, installed.prefix)}
+    assert len(ids) == len(set(ids)) == len(stored) == 301
+    assert ids == sorted(ids)
+    for spec, job_id in zip(specs, ids, strict=True):
+        row = stored[job_id]
+        assert (row["worker"], row["queue"], row["state"]) == (spec.worker, spec.queue, spec.state)
+        assert (row["args"], row["tags"], row["meta"]) == (spec.args, list(spec.tags), spec.meta)
+        assert row["priority"] == spec.priority
+        if spec.scheduled_at is not None:
+            assert row["scheduled_at"] == spec.scheduled_at
+
+
+def test_insert_ids_async_rolls_back_with_the_callers_transaction(
+    installed: Settings, database_url: str
+) -> None:
+    async def run() -> list[int]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            ids = await insert_mod.insert_ids_async(conn, mixed_specs(10), installed.prefix)
+            await conn.rollback()
+            return ids
+
+    assert len(asyncio.run(run())) == 10
+    assert rows(database_url, installed.prefix) == []
+
+
+def test_insert_ids_takes_the_unnest_path_for_unique_specs(
+    installed: Settings, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ids = insert_mod.insert_ids(
+            conn, [BulkA.new({"n": 10}), BulkA.new({"n": 11}, unique=True)], installed.prefix
+        )
+    stored = {r["id"]: r["args"]["n"] for r in rows(database_url, installed.prefix)}
+    assert [stored[i] for i in ids] == [10, 11]
+
+
+def test_insert_ids_draws_from_an_identity_column_too(
+    installed: Settings, database_url: str
+) -> None:
+    # A foreign schema whose id is GENERATED ALWAYS AS IDENTITY (COPY writes given values).
+    table = sql.Identifier(installed.prefix, "oban_jobs")
+    serial = sql.Identifier(installed.prefix, "oban_jobs_id_seq")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN id DROP DEFAULT").format(table))
+        conn.execute(sql.SQL("DROP SEQUENCE {}").format(serial))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY").format(table)
+        )
+        ids = insert_mod.insert_ids(conn, [BulkA.new({"n": i}) for i in range(5)], installed.prefix)
+        (later,) = insert_all(
+            [BulkA.new({"n": 5})], conn=conn, prefix=installed.prefix, returning=True
+        ).ids
+    stored = {r["id"]: r["args"]["n"] for r in rows(database_url, installed.prefix)}
+    assert [stored[i] for i in ids] == [0, 1, 2, 3, 4]
+    assert later > max(ids)
+
+
+def test_insert_ids_takes_the_unnest_path_when_no_sequence_owns_the_id(
+    installed: Settings, database_url: str
+) -> None:
+    # An id filled by a default that is not an owned sequence: nothing to reserve ids from.
+    seq = sql.Identifier(installed.prefix, "loose_ids")
+    table = sql.Identifier(installed.prefix, "oban_jobs")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SEQUENCE {} START 1000").format(seq))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN id SET DEFAULT nextval({})").format(
+                table, sql.Literal(f'"{installed.prefix}".loose_ids')
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER SEQUENCE {} OWNED BY NONE").format(
+                sql.Identifier(installed.prefix, "oban_jobs_id_seq")
+            )
+        )
+        ids = insert_mod.insert_ids(conn, [BulkA.new({"n": i}) for i in range(3)], installed.prefix)
+    assert ids == [1000, 1001, 1002]
