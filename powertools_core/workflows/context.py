@@ -50,9 +50,33 @@ CROSS JOIN LATERAL (
 WHERE s.job_id = ANY(%(ids)s::bigint[])
 """
 
-LOAD_DEPS: Final = (
-    "SELECT s.job_id, d.dep, d.added_by, d.state, d.result, d.has_result" + _DEPS_OF_STEPS
+# What a fetched batch of steps depends on, each dependency's state and result read once per
+# batch however many of the steps share it (100 children of one root: one probe of the root, not
+# 100). The edges are probed per step as above; the row of the first step naming a dependency
+# carries its details, the others carry the name only (NULL state).
+LOAD_DEPS: Final = """
+WITH e AS MATERIALIZED (
+    SELECT s.job_id, s.workflow_id, x.dep,
+           row_number() OVER (PARTITION BY s.workflow_id, x.dep) = 1 AS first
+    FROM {prefix}.powertools_workflow_steps s
+    CROSS JOIN LATERAL (
+        SELECT e.dep FROM {prefix}.powertools_workflow_edges e
+        WHERE e.workflow_id = s.workflow_id AND e.step = s.name
+        OFFSET 0
+    ) x
+    WHERE s.job_id = ANY(%(ids)s::bigint[])
 )
+SELECT e.job_id, e.workflow_id, e.dep, i.added_by, i.state, i.result, i.has_result
+FROM e
+LEFT JOIN LATERAL (
+    SELECT ds.added_by, coalesce(dj.state::text, 'archived') AS state, ds.result,
+           ds.result_at IS NOT NULL AS has_result
+    FROM {prefix}.powertools_workflow_steps ds
+    LEFT JOIN {prefix}.oban_jobs dj ON dj.id = ds.job_id
+    WHERE e.first AND ds.workflow_id = e.workflow_id AND ds.name = e.dep
+    OFFSET 0
+) i ON true
+"""
 
 # How the members of each batch callback ended (a callback does not load member results).
 LOAD_BATCH: Final = "SELECT s.job_id, d.state, count(*)" + _DEPS_OF_STEPS + "GROUP BY 1, 2\n"
@@ -227,13 +251,20 @@ def _new_context(job: Job) -> WorkflowContext:
 
 
 def _apply_deps(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
+    """LOAD_DEPS rows into each step's context; a dependency shared by several steps is one
+    (frozen) ``Dependency``, built from the one row that carries its details."""
     by_id = {j.id: j for j in jobs}
     for job in by_id.values():
         job.workflow_context = _new_context(job)
-    for job_id, name, added_by, state, result, has_result in rows:
+    shared: dict[tuple[int, str], Dependency] = {
+        (workflow_id, name): Dependency(name, state, added_by, bool(has_result), result)
+        for _, workflow_id, name, added_by, state, result, has_result in rows
+        if state is not None
+    }
+    for job_id, workflow_id, name, *_ in rows:
         ctx = by_id[job_id].workflow_context
         assert ctx is not None
-        ctx.dependencies[name] = Dependency(name, state, added_by, bool(has_result), result)
+        ctx.dependencies[name] = shared[(workflow_id, name)]
 
 
 def _apply_signals(jobs: Iterable[Job], rows: Sequence[Any]) -> None:

@@ -204,6 +204,34 @@ def test_job_workflow_reads_only_dependencies(
         _ = plain.workflow
 
 
+def test_steps_loaded_together_share_a_dependency_and_keep_workflows_apart(
+    installed: Settings, conn: psycopg.Connection
+) -> None:
+    # A batch's context reads each dependency once, however many steps name it; a dependency of
+    # the same name in another workflow is another dependency.
+    s = installed.prefix
+    flows = [
+        Workflow(f"shared-{n}")
+        .add("fetch", Fetch.new({}))
+        .add("left", Sum.new({}), deps=["fetch"])
+        .add("right", Sum.new({}), deps=["fetch"])
+        .insert(conn=conn, prefix=s)
+        for n in (1, 2)
+    ]
+    for n, ins in enumerate(flows, start=1):
+        job = _claim(conn, s, ins.job_ids["fetch"])
+        conn.execute(f"UPDATE \"{s}\".oban_jobs SET state = 'completed' WHERE id = %s", [job.id])
+        conn.execute(
+            f'UPDATE "{s}".powertools_workflow_steps SET result = %s, result_at = now() '
+            "WHERE job_id = %s",
+            [psycopg.types.json.Jsonb({"rows": [n]}), job.id],
+        )
+    steps = [_claim(conn, s, ins.job_ids[name]) for ins in flows for name in ("left", "right")]
+    context.load(conn, s, steps)
+    assert [j.workflow.result("fetch") for j in steps] == [{"rows": [1]}] * 2 + [{"rows": [2]}] * 2
+    assert {j.workflow.dependencies["fetch"].state for j in steps} == {"completed"}
+
+
 @pytest.mark.parametrize(
     "text", ['{"r": NaN}', '{"r": Infinity}', '"\\u0000"', '"\\ud800"'], ids=str
 )

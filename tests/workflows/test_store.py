@@ -439,7 +439,7 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
     # linear in the steps it decides, whatever the statistics say.
     from powertools_core.db.identifiers import qualify
     from powertools_core.workflows.context import LOAD_DEPS
-    from powertools_core.workflows.store import DUE, LOCK_DEPENDENTS, SETTLE
+    from powertools_core.workflows.store import DUE, LOCK_DEPENDENTS, PROMOTE_CLEAR, SETTLE
 
     s = installed.prefix
     Workflow("before").add("a", Step.new({})).insert(conn=conn, prefix=s)
@@ -456,6 +456,7 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
         (LOCK_DEPENDENTS, {"ids": [ins.job_ids["root"]]}),
         (DUE, {"ids": child_ids, "failed": [ins.job_ids["root"]]}),
         (SETTLE, {"ids": child_ids}),
+        (PROMOTE_CLEAR, {"ids": child_ids}),
     ]:
         with conn.transaction(force_rollback=True):
             cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(template, s), params)
