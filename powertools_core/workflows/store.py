@@ -50,24 +50,32 @@ FROM unnest(%(steps)s::text[], %(deps)s::text[], %(policies)s::text[], %(kinds)s
 # conditional (``run_if``), so the verdict is known without reading anything more: it moves on
 # (``PROMOTE_CLEAR``). A wide fan-out (one root, 10,000 children) thus costs one update per
 # child instead of a row lock, a verdict probe and then the update.
-# Driven by the finished jobs: their dependents are collected first, then looked up by primary
-# key. ``state::text`` keeps the planner off the state indexes (a generic plan would otherwise
-# walk every suspended job in the table on each flush).
+# Driven by the finished jobs: their dependents are collected through the edges, then looked
+# up by primary key; a fan-in step named by many of them is listed once per finished dep (the
+# lock takes it once). Whether a finished job completed is read only for those that may have
+# failed (``failed``: the acker knows the others completed). ``state::text`` keeps the planner
+# off the state indexes (a generic plan would otherwise walk every suspended job in the table
+# on each flush).
 LOCK_DEPENDENTS: Final = """
-WITH dependents AS MATERIALIZED (
-    SELECT DISTINCT s.job_id,
+WITH finished AS MATERIALIZED (
+    SELECT d.workflow_id, d.name,
+           CASE WHEN d.job_id = ANY(%(failed)s::bigint[])
+                THEN (SELECT dj.state::text = 'completed' FROM {prefix}.oban_jobs dj
+                      WHERE dj.id = d.job_id)
+                ELSE true END AS completed
+    FROM {prefix}.powertools_workflow_steps d
+    WHERE d.job_id = ANY(%(ids)s::bigint[])
+), dependents AS MATERIALIZED (
+    SELECT s.job_id, f.completed AND s.run_if IS NULL AS clear,
            NOT EXISTS (
                SELECT 1 FROM {prefix}.powertools_workflow_edges o
                WHERE o.workflow_id = e.workflow_id AND o.step = e.step AND o.dep <> e.dep
-           ) AS sole,
-           (dj.state::text = 'completed' AND s.run_if IS NULL) AS clear
-    FROM {prefix}.powertools_workflow_steps d
-    JOIN {prefix}.oban_jobs dj ON dj.id = d.job_id
+           ) AS sole
+    FROM finished f
     JOIN {prefix}.powertools_workflow_edges e
-      ON e.workflow_id = d.workflow_id AND e.dep = d.name
+      ON e.workflow_id = f.workflow_id AND e.dep = f.name
     JOIN {prefix}.powertools_workflow_steps s
       ON s.workflow_id = e.workflow_id AND s.name = e.step
-    WHERE d.job_id = ANY(%(ids)s::bigint[])
 ), locked AS MATERIALIZED (
     SELECT j.id
     FROM {prefix}.oban_jobs j
@@ -255,8 +263,9 @@ def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequen
     frontier = list(finished_job_ids)
     with own_tx(conn):
         while frontier:
+            ids = int_array(frontier)
             found = conn.execute(
-                _q(LOCK_DEPENDENTS, prefix), {"ids": int_array(frontier)}
+                _q(LOCK_DEPENDENTS, prefix), {"ids": ids, "failed": ids}
             ).fetchall()
             locked, due, clear = _split(found)
             if clear:
@@ -264,7 +273,7 @@ def promote(conn: psycopg.Connection[Any], prefix: str, finished_job_ids: Sequen
                     conn.execute(_q(PROMOTE_CLEAR, prefix), {"ids": int_array(clear)}).fetchall()
                 )
             if locked:
-                params = {"ids": int_array(locked), "failed": int_array(frontier)}
+                params = {"ids": int_array(locked), "failed": ids}
                 due += [r[0] for r in conn.execute(_q(DUE, prefix), params)]
             if not due:
                 break
@@ -319,9 +328,8 @@ async def promote_rows_async(
     candidates = frontier if failed is None else list(failed)
     async with own_tx_async(conn):
         while frontier:
-            cur = await conn.execute(
-                _q(LOCK_DEPENDENTS, prefix), {"ids": int_array(frontier)}, prepare=True
-            )
+            params = {"ids": int_array(frontier), "failed": int_array(candidates)}
+            cur = await conn.execute(_q(LOCK_DEPENDENTS, prefix), params, prepare=True)
             locked, due, clear = _split(await cur.fetchall())
             if clear:
                 cur = await conn.execute(
@@ -329,7 +337,7 @@ async def promote_rows_async(
                 )
                 changed.extend((r[0], r[1], r[2]) for r in await cur.fetchall())
             if locked:
-                params = {"ids": int_array(locked), "failed": int_array(candidates)}
+                params["ids"] = int_array(locked)
                 cur = await conn.execute(_q(DUE, prefix), params, prepare=True)
                 due += [r[0] for r in await cur.fetchall()]
             if not due:

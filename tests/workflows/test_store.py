@@ -453,7 +453,7 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
     child_ids = [ins.job_ids[c] for c in children]
     conn.execute(f"SET plan_cache_mode = {mode}")
     for template, params in [
-        (LOCK_DEPENDENTS, {"ids": [ins.job_ids["root"]]}),
+        (LOCK_DEPENDENTS, {"ids": [ins.job_ids["root"]], "failed": [ins.job_ids["root"]]}),
         (DUE, {"ids": child_ids, "failed": [ins.job_ids["root"]]}),
         (SETTLE, {"ids": child_ids}),
         (PROMOTE_CLEAR, {"ids": child_ids}),
