@@ -697,12 +697,8 @@ def _insert_many(
     out = _Collector(len(specs), keep=returning)
     with _own_tx(pg), pg.cursor() as cur:
         if plain and not returning:
-            now = cur.execute(SELECT_NOW).fetchone()
-            assert now is not None
             only = [s for _, s in plain]
-            with cur.copy(_sql(COPY_JOBS, prefix)) as copy:
-                for text in copy_text(only, now[0]):
-                    copy.write(text)
+            _copy(cur, only, prefix)
             out.add_copied(only)
         elif plain:
             sql = _sql(INSERT_UNNEST, prefix)
@@ -717,19 +713,34 @@ def _insert_many(
                 cur.execute(_sql(INSERT_UNIQUE, prefix), sub.insert_params())
                 out.add_unique(sub, cur.fetchall())
             out.add_unique(_UniquePlan(sent=[], duplicate_of=plan.duplicate_of), [])
-        queues = DEBOUNCER.allow(prefix, out.notify)
-        if queues:
-            cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+        _notify(cur, prefix, out)
     return out.result()
+
+
+def _copy(
+    cur: psycopg.Cursor[Any],
+    specs: Sequence[JobSpec],
+    prefix: str,
+    ids: Sequence[int] | None = None,
+) -> None:
+    """COPY ``specs`` into oban_jobs (with ``ids``: into their id column too)."""
+    now = cur.execute(SELECT_NOW).fetchone()
+    assert now is not None
+    with cur.copy(_sql(COPY_JOBS if ids is None else COPY_JOBS_WITH_IDS, prefix)) as copy:
+        for text in copy_text(specs, now[0], ids):
+            copy.write(text)
+
+
+def _notify(cur: psycopg.Cursor[Any], prefix: str, out: _Collector) -> None:
+    """Wake the queues that got available jobs (debounced; delivered at commit)."""
+    queues = DEBOUNCER.allow(prefix, out.notify)
+    if queues:
+        cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
 
 
 def _copyable_sequence(row: Any) -> str | None:
     """The id sequence from ``ID_SEQUENCE``'s row (None: there is none to draw ids from)."""
     return None if row is None or row[0] is None else str(row[0])
-
-
-def _available_queues(specs: Sequence[JobSpec]) -> dict[str, None]:
-    return {s.queue: None for s in specs if s.state == "available"}
 
 
 def insert_ids(pg: psycopg.Connection[Any], specs: Sequence[JobSpec], prefix: str) -> list[int]:
@@ -746,14 +757,10 @@ def insert_ids(pg: psycopg.Connection[Any], specs: Sequence[JobSpec], prefix: st
             seq = _copyable_sequence(cur.execute(ID_SEQUENCE, {"table": table}).fetchone())
             if seq is not None:
                 ids = [r[0] for r in cur.execute(RESERVE_IDS, {"seq": seq, "n": len(specs)})]
-                now = cur.execute(SELECT_NOW).fetchone()
-                assert now is not None
-                with cur.copy(_sql(COPY_JOBS_WITH_IDS, prefix)) as copy:
-                    for text in copy_text(specs, now[0], ids):
-                        copy.write(text)
-                queues = DEBOUNCER.allow(prefix, _available_queues(specs))
-                if queues:
-                    cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+                _copy(cur, specs, prefix, ids)
+                out = _Collector(len(specs), keep=False)
+                out.add_copied(specs)
+                _notify(cur, prefix, out)
                 return ids
     return _insert_many(pg, specs, prefix, returning=True).ids
 
@@ -834,13 +841,8 @@ async def _insert_many_async(
     tx = pg.transaction() if pg.autocommit else _AsyncNull()
     async with tx, pg.cursor() as cur:
         if plain and not returning:
-            await cur.execute(SELECT_NOW)
-            now = await cur.fetchone()
-            assert now is not None
             only = [s for _, s in plain]
-            async with cur.copy(_sql(COPY_JOBS, prefix)) as copy:
-                for text in copy_text(only, now[0]):
-                    await copy.write(text)
+            await _copy_async(cur, only, prefix)
             out.add_copied(only)
         elif plain:
             sql = _sql(INSERT_UNNEST, prefix)
@@ -855,10 +857,30 @@ async def _insert_many_async(
                 await cur.execute(_sql(INSERT_UNIQUE, prefix), sub.insert_params())
                 out.add_unique(sub, await cur.fetchall())
             out.add_unique(_UniquePlan(sent=[], duplicate_of=plan.duplicate_of), [])
-        queues = DEBOUNCER.allow(prefix, out.notify)
-        if queues:
-            await cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+        await _notify_async(cur, prefix, out)
     return out.result()
+
+
+async def _copy_async(
+    cur: psycopg.AsyncCursor[Any],
+    specs: Sequence[JobSpec],
+    prefix: str,
+    ids: Sequence[int] | None = None,
+) -> None:
+    """Async twin of :func:`_copy`."""
+    await cur.execute(SELECT_NOW)
+    now = await cur.fetchone()
+    assert now is not None
+    async with cur.copy(_sql(COPY_JOBS if ids is None else COPY_JOBS_WITH_IDS, prefix)) as copy:
+        for text in copy_text(specs, now[0], ids):
+            await copy.write(text)
+
+
+async def _notify_async(cur: psycopg.AsyncCursor[Any], prefix: str, out: _Collector) -> None:
+    """Async twin of :func:`_notify`."""
+    queues = DEBOUNCER.allow(prefix, out.notify)
+    if queues:
+        await cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
 
 
 async def insert_ids_async(
@@ -878,15 +900,10 @@ async def insert_ids_async(
             if seq is not None:
                 await cur.execute(RESERVE_IDS, {"seq": seq, "n": len(specs)})
                 ids = [r[0] for r in await cur.fetchall()]
-                await cur.execute(SELECT_NOW)
-                now = await cur.fetchone()
-                assert now is not None
-                async with cur.copy(_sql(COPY_JOBS_WITH_IDS, prefix)) as copy:
-                    for text in copy_text(specs, now[0], ids):
-                        await copy.write(text)
-                queues = DEBOUNCER.allow(prefix, _available_queues(specs))
-                if queues:
-                    await cur.execute(NOTIFY_QUEUES, [insert_channel(prefix), queues])
+                await _copy_async(cur, specs, prefix, ids)
+                out = _Collector(len(specs), keep=False)
+                out.add_copied(specs)
+                await _notify_async(cur, prefix, out)
                 return ids
     return (await _insert_many_async(pg, specs, prefix, returning=True)).ids
 

@@ -30,8 +30,9 @@ from powertools_core.workflows.builder import (
 from powertools_core.workflows.durable import META_DURABLE, DurableContext, Signal, awaiting_meta
 from powertools_core.workflows.values import NotJSON, encode
 
-# Every dependency of the given steps with its state and result, probed per step through the
-# edge and step primary keys. The LATERAL is fenced (OFFSET 0) so the planner cannot flatten
+# Every dependency of the given steps with its state and result (the walk LOAD_BATCH counts;
+# LOAD_DEPS reads shared dependencies once instead), probed per step through the edge and step
+# primary keys. The LATERAL is fenced (OFFSET 0) so the planner cannot flatten
 # it into hash joins over whole tables: with young statistics it did, and every fetched batch
 # of steps scanned all edges and steps of every workflow (2.9 ms -> 1.0 ms for 100 steps of a
 # 10,000-step workflow, and the scan grows with the tables while the probes do not).
@@ -52,8 +53,8 @@ WHERE s.job_id = ANY(%(ids)s::bigint[])
 
 # What a fetched batch of steps depends on, each dependency's state and result read once per
 # batch however many of the steps share it (100 children of one root: one probe of the root, not
-# 100). The edges are probed per step as above; the row of the first step naming a dependency
-# carries its details, the others carry the name only (NULL state).
+# 100). The edges are probed per step as in ``_DEPS_OF_STEPS``; the row of the first step naming
+# a dependency carries its details, the others carry the name only (NULL state).
 LOAD_DEPS: Final = """
 WITH e AS MATERIALIZED (
     SELECT s.job_id, s.workflow_id, x.dep,

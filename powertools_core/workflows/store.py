@@ -354,7 +354,7 @@ async def settle_rows_async(
     conn: psycopg.AsyncConnection[Any], prefix: str, job_ids: Sequence[int]
 ) -> list[tuple[int, str, str]]:
     """Decide suspended steps the caller just inserted (and holds): promote, cascade, or wait."""
-    cur = await conn.execute(_q(SETTLE, prefix), {"ids": list(job_ids)}, prepare=True)
+    cur = await conn.execute(_q(SETTLE, prefix), {"ids": int_array(job_ids)}, prepare=True)
     rows = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
     cancelled = [r[0] for r in rows if r[1] == "cancelled"]
     if cancelled:
