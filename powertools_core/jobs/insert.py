@@ -746,7 +746,7 @@ def _copyable_sequence(row: Any) -> str | None:
 def insert_ids(pg: psycopg.Connection[Any], specs: Sequence[JobSpec], prefix: str) -> list[int]:
     """Insert ``specs`` in ``pg``'s transaction (its own on an autocommit connection) and return
     their ids in input order: COPY with ids reserved first (see ``ID_SEQUENCE``). Unique specs,
-    or a table COPY cannot write ids into, take ``insert_all(returning=True)``'s path."""
+    or an id no sequence owns, take ``insert_all(returning=True)``'s path."""
     specs = list(specs)
     _check_specs(specs)
     if not specs:
