@@ -47,7 +47,7 @@ class Acker:
     def __init__(
         self, url: str, prefix: str, node: str, *, max_batch: int = 2000, reconnect_max: float = 10
     ) -> None:
-        self.slot = ConnectionSlot(url, "ack", node=node)
+        self.slot = ConnectionSlot(url, "ack", node=node, by_key=True)
         self.prefix = prefix
         self.node = node
         self.max_batch = max_batch

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import psycopg
 from psycopg.types.json import set_json_loads
@@ -22,6 +22,15 @@ DB_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, Powertoo
 
 
 _decode = json.JSONDecoder().decode
+
+
+# The hot-path connections (fetch, ack) reach every row they touch through an index: by primary
+# key from a list of ids, or through the fetch and state indexes. A sequential scan is never the
+# right plan there, yet young or skewed statistics (a table truncated or just filled, a fan-in
+# that owns most edges) made the planner pick one, or a nested loop that rescans a whole batch
+# per row, and cache it: workflow drains ran 10-50x slower. Sequential scans are therefore
+# priced out on those connections (the planner still uses one where no index applies).
+BY_KEY: Final = "SELECT set_config('enable_seqscan', 'off', false)"
 
 
 def _loads(data: bytes | bytearray | memoryview | str) -> Any:
@@ -72,9 +81,12 @@ class ConnectionSlot:
         node: str = "",
         prepare_threshold: int | None = 0,
         fast_json: bool = False,
+        by_key: bool = False,
     ) -> None:
+        """``by_key``: a hot-path connection, planned without sequential scans (``BY_KEY``)."""
         self.url = url
         self.fast_json = fast_json
+        self.by_key = by_key
         self.role = role
         self.application_name = f"powertools:{role}:{node}"[:63] if node else f"powertools:{role}"
         self.prepare_threshold = prepare_threshold
@@ -83,14 +95,22 @@ class ConnectionSlot:
     async def get(self) -> psycopg.AsyncConnection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
             await self.reset()
-            self.conn = await connect_async(
+            conn = await connect_async(
                 self.url,
                 autocommit=True,
                 application_name=self.application_name,
                 prepare_threshold=self.prepare_threshold,
             )
             if self.fast_json:
-                set_json_loads(_loads, self.conn)
+                set_json_loads(_loads, conn)
+            if self.by_key:
+                try:
+                    await conn.execute(BY_KEY)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                    raise
+            self.conn = conn
         return self.conn
 
     async def reset(self) -> None:

@@ -87,7 +87,9 @@ class Runtime:
         self.started_at = time.monotonic()
         self._stop_requested = asyncio.Event()
         self._signals = 0
-        self.fetch = ConnectionSlot(config.url, "fetch", node=config.node, fast_json=True)
+        self.fetch = ConnectionSlot(
+            config.url, "fetch", node=config.node, fast_json=True, by_key=True
+        )
         # Admission decides claimed batches on its own connection, so claims and admissions of
         # limited queues overlap (see runtime.producer).
         self.admission_slot = ConnectionSlot(config.url, "admission", node=config.node)

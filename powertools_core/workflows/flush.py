@@ -37,15 +37,12 @@ log = logging.getLogger("powertools.workflows")
 
 TERMINAL: Final = frozenset({"completed", "discarded", "cancelled"})
 
+# The acks drive the update, each row found by primary key. ``state::text`` keeps the planner
+# off the state indexes: statistics taken while nothing was executing estimate one executing
+# row, and the plan then walked every executing job and, for each, rescanned the whole batch
+# (quadratic: 2,000 acks against 4,200 executing jobs took 2.4 s instead of 30 ms).
 ACK_EFFECTS: Final = """
-WITH u AS MATERIALIZED (
-    SELECT *
-    FROM unnest(
-        %(ids)s::bigint[], %(attempts)s::integer[], %(producers)s::text[], %(states)s::text[],
-        %(delays)s::float8[], %(bumps)s::integer[], %(errors)s::text[], %(durables)s::text[],
-        %(results)s::text[], %(records)s::boolean[]
-    ) AS u(id, attempt, producer, state, delay, bump, error, durable, result, record)
-), acked AS (
+WITH acked AS (
     UPDATE {prefix}.oban_jobs j
     SET state = u.state::{prefix}.oban_job_state,
         completed_at = CASE WHEN u.state = 'completed' THEN timezone('UTC', now())
@@ -62,9 +59,13 @@ WITH u AS MATERIALIZED (
                       ELSE array_append(j.errors, u.error::jsonb) END,
         meta = CASE WHEN u.durable IS NULL THEN j.meta
                     ELSE jsonb_set(j.meta, '{durable}', u.durable::jsonb) END
-    FROM u
+    FROM unnest(
+        %(ids)s::bigint[], %(attempts)s::integer[], %(producers)s::text[], %(states)s::text[],
+        %(delays)s::float8[], %(bumps)s::integer[], %(errors)s::text[], %(durables)s::text[],
+        %(results)s::text[], %(records)s::boolean[]
+    ) AS u(id, attempt, producer, state, delay, bump, error, durable, result, record)
     WHERE j.id = u.id
-      AND j.state = 'executing'
+      AND j.state::text = 'executing'
       AND j.attempt = u.attempt
       AND j.attempted_by[2] = u.producer
     RETURNING j.id, j.queue, j.state::text AS state, u.result, u.record
