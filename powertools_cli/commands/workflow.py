@@ -288,6 +288,7 @@ def signal_command(
     import json
 
     from powertools_core.errors import InvalidInput
+    from powertools_core.workflows.signals import check_request
 
     out = common.output("workflow signal", fmt, no_color, verbose, quiet)
     settings = common.settings(out, database_url=database_url, prefix=prefix)
@@ -295,6 +296,10 @@ def signal_command(
         value = None if payload is None else json.loads(payload)
     except json.JSONDecodeError as exc:
         out.fail(InvalidInput(f"--payload is not valid JSON: {exc}", hint="e.g. --payload '{}'"))
+    try:
+        check_request(target, name, value, dedupe_key=dedupe_key, by_key=by_key)
+    except InvalidInput as exc:
+        out.fail(exc)
     who = None if dry_run else _guard(out, settings, actor, reason, yes, f"Signal {target}")
 
     def call() -> SignalResult:

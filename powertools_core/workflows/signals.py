@@ -121,6 +121,15 @@ def _check(name: str, payload: Any, dedupe_key: str | None) -> str:
         raise InvalidInput(str(exc)) from None
 
 
+def check_request(
+    target: int | str, name: str, payload: Any, *, dedupe_key: str | None, by_key: bool = False
+) -> None:
+    """Refuse a malformed signal before anything else is asked or read (the CLI checks it ahead
+    of its confirmation prompt, so a bad target is reported as such, not as a missing --yes)."""
+    _check(name, payload, dedupe_key)
+    parse_target(target, by_key=by_key)
+
+
 def _target_sql(job_id: int | None, prefix: str, lock: bool) -> str:
     text = TARGET_BY_ID if job_id is not None else TARGET_BY_KEY
     return qualify(text + (LOCK if lock else ""), prefix)

@@ -107,6 +107,11 @@ def test_signal_refusals_are_one_line_errors(installed: Settings, conn: psycopg.
     assert "no live job with key 'order-404'" in one_line_error(missing)
     digits = cli(installed, "signal", "17", "approved", "--key", *WHY)
     assert "no live job with key '17'" in one_line_error(digits)
+    # A malformed request is named before the confirmation is asked for.
+    empty = cli(installed, "signal", "", "approved")
+    assert empty.exit_code == 2 and "a correlation key must be" in one_line_error(empty)
+    bad_key = cli(installed, "signal", str(job_id), "approved", "--dedupe-key", "")
+    assert bad_key.exit_code == 2 and "dedupe_key must be" in one_line_error(bad_key)
     assert audit(conn, installed.prefix) == []
 
 
