@@ -7,7 +7,9 @@ depend on statistics that are young or skewed right after a burst of steps (a wi
 most edges). With ``plan_cache_mode`` forced (``--mode``, sent as ``PGOPTIONS``) the same drains
 as ``bench.workflows`` run ``--rounds`` times; each prints its rate and, when it is slow, the
 statements that took the time (awaited seconds per statement, so the culprit is named).
-``--mode auto`` shows what a default server does (a slow round is rarer there, about 1 in 20).
+``--mode auto`` shows what a default server does. Since the fetch and ack connections price
+sequential scans out (``runtime.base.BY_KEY``), a slow round is rare in either mode; the
+statements it names are where to look next.
 """
 
 from __future__ import annotations
