@@ -467,6 +467,7 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
     # A fetched batch of 100 children loads its context by probes, not by scanning every edge
     # and step of the workflow (the plan young statistics gave: 4,000 edges read per batch).
     batch = child_ids[:100]
-    cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(LOAD_DEPS, s), {"ids": batch})
+    load = {"ids": batch, "workflows": [ins.id] * 100, "steps": children[:100]}
+    cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(LOAD_DEPS, s), load)
     ((plan,),) = cur.fetchall()
     assert _work(plan) < 20 * len(batch)
