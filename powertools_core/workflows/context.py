@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import psycopg
 
-from powertools_core.db.arrays import int_array, text_array
+from powertools_core.db.arrays import int_array
 from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
@@ -53,20 +53,19 @@ WHERE s.job_id = ANY(%(ids)s::bigint[])
 
 # What a fetched batch of steps depends on, each dependency's state and result read once per
 # batch however many of the steps share it (100 children of one root: one probe of the root, not
-# 100). Each step is named by its job's ``meta`` (workflow id and step name, written with the
-# job), so its edges are probed directly, as in ``_DEPS_OF_STEPS``; the row of the first step
-# naming a dependency carries its details, the others carry the name only (NULL state).
+# 100). The edges are probed per step as in ``_DEPS_OF_STEPS``; the row of the first step naming
+# a dependency carries its details, the others carry the name only (NULL state).
 LOAD_DEPS: Final = """
 WITH e AS MATERIALIZED (
-    SELECT u.job_id, u.workflow_id, x.dep,
-           row_number() OVER (PARTITION BY u.workflow_id, x.dep) = 1 AS first
-    FROM unnest(%(ids)s::bigint[], %(workflows)s::bigint[], %(steps)s::text[])
-        AS u(job_id, workflow_id, step)
+    SELECT s.job_id, s.workflow_id, x.dep,
+           row_number() OVER (PARTITION BY s.workflow_id, x.dep) = 1 AS first
+    FROM {prefix}.powertools_workflow_steps s
     CROSS JOIN LATERAL (
         SELECT e.dep FROM {prefix}.powertools_workflow_edges e
-        WHERE e.workflow_id = u.workflow_id AND e.step = u.step
+        WHERE e.workflow_id = s.workflow_id AND e.step = s.name
         OFFSET 0
     ) x
+    WHERE s.job_id = ANY(%(ids)s::bigint[])
 )
 SELECT e.job_id, e.workflow_id, e.dep, i.added_by, i.state, i.result, i.has_result
 FROM e
@@ -252,15 +251,6 @@ def _new_context(job: Job) -> WorkflowContext:
     )
 
 
-def _deps_params(steps: Sequence[Job]) -> dict[str, str]:
-    """``LOAD_DEPS`` parameters: each step's job id, workflow id and step name (from meta)."""
-    return {
-        "ids": int_array([j.id for j in steps]),
-        "workflows": int_array([int(j.meta[META_WORKFLOW_ID]) for j in steps]),
-        "steps": text_array([str(j.meta.get(META_STEP, "")) for j in steps]),
-    }
-
-
 def _apply_deps(jobs: Iterable[Job], rows: Sequence[Any]) -> None:
     """LOAD_DEPS rows into each step's context; a dependency shared by several steps is one
     (frozen) ``Dependency``, built from the one row that carries its details."""
@@ -323,7 +313,9 @@ async def load_async(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Iter
         )
         _apply_batch(callbacks, await cur.fetchall())
     if steps:
-        cur = await conn.execute(qualify(LOAD_DEPS, prefix), _deps_params(steps), prepare=True)
+        cur = await conn.execute(
+            qualify(LOAD_DEPS, prefix), {"ids": int_array([j.id for j in steps])}, prepare=True
+        )
         _apply_deps(steps, await cur.fetchall())
     if resumed:
         cur = await conn.execute(
@@ -341,7 +333,9 @@ def load(conn: psycopg.Connection[Any], prefix: str, jobs: Iterable[Job]) -> Non
         ).fetchall()
         _apply_batch(callbacks, rows)
     if steps:
-        rows = conn.execute(qualify(LOAD_DEPS, prefix), _deps_params(steps)).fetchall()
+        rows = conn.execute(
+            qualify(LOAD_DEPS, prefix), {"ids": int_array([j.id for j in steps])}
+        ).fetchall()
         _apply_deps(steps, rows)
     if resumed:
         rows = conn.execute(

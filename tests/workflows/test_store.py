@@ -467,7 +467,6 @@ def test_promoting_a_wide_fan_out_is_linear_even_with_stale_statistics(
     # A fetched batch of 100 children loads its context by probes, not by scanning every edge
     # and step of the workflow (the plan young statistics gave: 4,000 edges read per batch).
     batch = child_ids[:100]
-    load = {"ids": batch, "workflows": [ins.id] * 100, "steps": children[:100]}
-    cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(LOAD_DEPS, s), load)
+    cur = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + qualify(LOAD_DEPS, s), {"ids": batch})
     ((plan,),) = cur.fetchall()
     assert _work(plan) < 20 * len(batch)
