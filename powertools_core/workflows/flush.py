@@ -160,7 +160,9 @@ async def write(
     batch = await fanout.check(conn, prefix, batch, out.refused)
     rows: list[Any] = []
     if batch:
-        cur = await conn.execute(qualify(ACK_EFFECTS, prefix), params(batch), prepare=True)
+        # Planned per flush (not prepared): a plan cached while oban_jobs was small stays
+        # cached as it grows, and the batch sizes swing from 1 to 2,000 (see ACK_EFFECTS).
+        cur = await conn.execute(qualify(ACK_EFFECTS, prefix), params(batch), prepare=False)
         rows = await cur.fetchall()
     matched = {r[0]: r for r in rows}
     out.committed = list(matched)
