@@ -7,9 +7,9 @@ depend on statistics that are young or skewed right after a burst of steps (a wi
 most edges). With ``plan_cache_mode`` forced (``--mode``, sent as ``PGOPTIONS``) the same drains
 as ``bench.workflows`` run ``--rounds`` times; each prints its rate and, when it is slow, the
 statements that took the time (awaited seconds per statement, so the culprit is named).
-``--mode auto`` shows what a default server does. Since the fetch and ack connections price
-sequential scans out (``runtime.base.BY_KEY``), a slow round is rare in either mode; the
-statements it names are where to look next.
+``--mode auto`` shows what a default server does (no slow round in 32 since the fetch and ack
+connections price sequential scans out, ``runtime.base.BY_KEY``). Forced generic plans still
+make some rounds slow; the statements named are where to look next.
 """
 
 from __future__ import annotations
