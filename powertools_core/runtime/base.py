@@ -105,7 +105,7 @@ class ConnectionSlot:
                 set_json_loads(_loads, conn)
             if self.by_key:
                 try:
-                    await conn.execute(BY_KEY)
+                    await conn.execute(BY_KEY, prepare=False)  # once per connection
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await conn.close()
