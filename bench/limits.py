@@ -64,7 +64,11 @@ WORKERS = {
 
 def _reset_limits(url: str, schema: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in ("powertools_rate_buckets", "powertools_limit_holds"):
+        for table in (
+            "powertools_rate_buckets",
+            "powertools_limit_holds",
+            "powertools_limit_leases",
+        ):
             conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, table)))
 
 

@@ -20,11 +20,18 @@ be full); a batch whose jobs all use one token bucket is one conditional UPDATE
 A small per-process cache remembers gates that blocked ("saturated until t"), so a saturated
 limit refuses jobs without a round trip until t (at most ``CACHE_MAX``; cooldowns are
 re-checked at that pace so ``limiter resume`` takes effect quickly).
+
+A worker process passes its :class:`~powertools_core.limits.leases.LeaseBook`: jobs whose
+limits are all concurrency limits are then admitted from slots the process leases
+(``powertools_limits_lease``, migration 0004) and freed in memory when they finish, so an
+unsaturated concurrency limit costs a round trip only when a lease must grow, and a keep-alive
+(:func:`keep_alive`) twice a second. Jobs under a rate limit take the function above.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +45,7 @@ from powertools_core.db.identifiers import qualify
 from powertools_core.errors import InvalidInput
 from powertools_core.jobs.model import Job
 from powertools_core.limits.declarations import Demand, Gate, worker_demands
+from powertools_core.limits.leases import Grant, LeaseBook, Request
 from powertools_core.limits.store import naive_utc, sync_async, worker_limits
 
 log = logging.getLogger("powertools.limits")
@@ -88,6 +96,27 @@ WHERE b.limit_name = %(name)s AND b.partition_key = %(part)s
         ELSE least(b.level, b.capacity::bigint * b.span_us) END >= %(need)s
 RETURNING b.level
 """
+
+
+# One owner's leases changed in one call (see migration 0004): one row per gate.
+LEASE: Final = """
+SELECT o_gate, o_granted, o_slots, o_code, o_retry_at
+FROM {prefix}.powertools_limits_lease(
+    %(now)s::timestamp, %(owner)s::text, %(ttl_us)s::bigint, %(g_name)s::text[],
+    %(g_part)s::text[], %(g_kind)s::text[], %(g_cap)s::integer[], %(need)s::integer[],
+    %(extra)s::integer[]
+)
+"""
+
+LEASE_TTL: Final = 30.0
+"""Seconds a lease counts in the database without a renewal by default (the runtime passes its
+``rescue_after``: a process that stopped renewing is treated as gone when its jobs are
+rescued)."""
+
+
+@cache
+def _lease_sql(prefix: str) -> str:
+    return qualify(LEASE, prefix)
 
 
 @cache
@@ -333,6 +362,110 @@ async def run_admission(
     return out
 
 
+async def lease(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    book: LeaseBook,
+    owner: str,
+    requests: Sequence[Request],
+    *,
+    now: datetime | None = None,
+    ttl: float = LEASE_TTL,
+) -> None:
+    """Ask the database for ``requests`` (grow, shrink or renew ``owner``'s leases) and record
+    the answers in ``book``. On a database error the leases asked about become unusable until
+    the next successful call, and the error propagates."""
+    if not requests:
+        return
+    asked = time.monotonic()
+    params = {
+        "now": naive_utc(now) if now is not None else None,
+        "owner": owner,
+        "ttl_us": int(ttl * 1_000_000),
+        "g_name": text_array([r.gate.name for r in requests]),
+        "g_part": text_array([r.gate.partition for r in requests]),
+        "g_kind": text_array([r.gate.kind for r in requests]),
+        "g_cap": int_array([r.gate.capacity for r in requests]),
+        "need": int_array([r.need for r in requests]),
+        "extra": int_array([r.extra for r in requests]),
+    }
+    try:
+        cur = await conn.execute(_lease_sql(prefix), params, prepare=True)
+        rows = await cur.fetchall()
+    except psycopg.Error:
+        book.forget(r.key for r in requests)
+        raise
+    for index, granted, slots, code, retry_at in rows:
+        book.apply(requests[index - 1], Grant(granted, slots, code, retry_at), asked)
+
+
+async def keep_alive(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    book: LeaseBook,
+    owner: str,
+    *,
+    ttl: float = LEASE_TTL,
+) -> None:
+    """Give back the slots no job needed since the last keep-alive and renew the rest."""
+    await lease(conn, prefix, book, owner, book.keep_alive(), ttl=ttl)
+
+
+async def release_leases(
+    conn: psycopg.AsyncConnection[Any], prefix: str, book: LeaseBook, owner: str
+) -> None:
+    """Give back every free leased slot (shutdown). Slots of jobs still running stay leased
+    until they lapse, like the jobs themselves are left to the lifeline."""
+    await lease(conn, prefix, book, owner, book.release_all())
+
+
+async def _lease_admission(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    jobs: Sequence[tuple[Job, Sequence[Demand]]],
+    book: LeaseBook,
+    owner: str,
+    ttl: float,
+) -> list[Refusal | None]:
+    wall = naive_utc(datetime.now(UTC))
+    requests = book.requests(prefix, [d for _, d in jobs], time.monotonic(), wall)
+    if requests:
+        await lease(conn, prefix, book, owner, requests, ttl=ttl)
+    verdicts = book.decide(prefix, [(j.id, d) for j, d in jobs], time.monotonic(), wall)
+    return [
+        None if v is None else Refusal(job.id, v.code, v.gate.name, v.gate.partition, v.retry_at)
+        for (job, _), v in zip(jobs, verdicts, strict=True)
+    ]
+
+
+async def _split_admission(
+    conn: psycopg.AsyncConnection[Any],
+    prefix: str,
+    pending: Sequence[tuple[Job, Sequence[Demand]]],
+    book: LeaseBook,
+    owner: str,
+    ttl: float,
+) -> list[Refusal | None]:
+    """Leased slots for jobs under concurrency limits only, the function for the rest."""
+    leased = [i for i, (_, ds) in enumerate(pending) if all(d.gate.kind != "rate" for d in ds)]
+    if len(leased) == len(pending):
+        return await _lease_admission(conn, prefix, pending, book, owner, ttl)
+    out: list[Refusal | None] = [None] * len(pending)
+    chosen = set(leased)
+    rest = [i for i in range(len(pending)) if i not in chosen]
+    for i, refusal in zip(
+        rest, await run_admission(conn, prefix, [pending[i] for i in rest], None), strict=True
+    ):
+        out[i] = refusal
+    if leased:
+        verdicts = await _lease_admission(
+            conn, prefix, [pending[i] for i in leased], book, owner, ttl
+        )
+        for i, refusal in zip(leased, verdicts, strict=True):
+            out[i] = refusal
+    return out
+
+
 async def _sync_new(conn: psycopg.AsyncConnection[Any], prefix: str, jobs: Sequence[Job]) -> None:
     fresh: dict[str, type[Any]] = {}
     for worker in {job.worker for job in jobs}:
@@ -354,12 +487,17 @@ async def admit(
     now: datetime | None = None,
     *,
     cache: SaturationCache | None = CACHE,
+    leases: LeaseBook | None = None,
+    owner: str = "",
+    lease_ttl: float = LEASE_TTL,
 ) -> tuple[list[Job], list[Job]]:
     """Split a claimed batch into (admitted, refused), both in the given (priority) order.
 
     ``conn`` is an autocommit connection (admission is a single statement, so it may be shared
     with other statements). ``now`` is the admission clock; None uses the database's clock,
     which keeps every node on one timeline. ``cache`` None disables the saturation cache.
+    With ``leases`` (and the process's unique ``owner``), jobs under concurrency limits only
+    are admitted from leased slots; the caller frees them with ``leases.free(job_id)``.
     """
     if not jobs:
         return [], []
@@ -384,7 +522,10 @@ async def admit(
     try:
         if pending:
             await _sync_new(conn, prefix, [j for j, _ in pending])
-        refusals = await run_admission(conn, prefix, pending, now)
+        if leases is not None and now is None and pending:
+            refusals = await _split_admission(conn, prefix, pending, leases, owner, lease_ttl)
+        else:
+            refusals = await run_admission(conn, prefix, pending, now)
     except psycopg.Error as exc:
         # Without a decision no limited job may run: refuse them (the runtime gives them back)
         # and say why; unlimited jobs of the batch are unaffected.

@@ -6,7 +6,8 @@ may be full); this sweep covers the rest, so the tables stay close to the live s
 - a concurrency hold whose job is no longer ``executing`` that attempt is deleted;
 - a token bucket that would be full by now (idle for at least its span) and is not cooling
   down is deleted: a missing bucket is minted full, so the verdicts do not change;
-- a concurrency gate row with no live hold and no cooldown is deleted likewise.
+- a concurrency gate row with no live hold, no live lease and no cooldown is deleted likewise;
+- a lease that lapsed (its process stopped renewing it) is deleted.
 
 Rows another transaction holds are skipped (``SKIP LOCKED``), so admission never waits on it.
 """
@@ -53,6 +54,11 @@ WITH dead_holds AS (
                      ON j.id = h.job_id AND j.state::text = 'executing'
                     AND j.attempt = h.attempt
                    WHERE h.limit_name = b.limit_name AND h.partition_key = b.partition_key)
+                AND NOT EXISTS (
+                   SELECT 1
+                   FROM {prefix}.powertools_limit_leases l
+                   WHERE l.limit_name = b.limit_name AND l.partition_key = b.partition_key
+                     AND l.expires_at > %(now)s)
           END
     LIMIT %(limit)s
     FOR UPDATE OF b SKIP LOCKED
@@ -61,13 +67,27 @@ WITH dead_holds AS (
     USING idle i
     WHERE b.limit_name = i.limit_name AND b.partition_key = i.partition_key
     RETURNING 1
+), lapsed AS (
+    SELECT l.limit_name, l.partition_key, l.owner
+    FROM {prefix}.powertools_limit_leases l
+    WHERE l.expires_at <= %(now)s
+    LIMIT %(limit)s
+    FOR UPDATE OF l SKIP LOCKED
+), gone_leases AS (
+    DELETE FROM {prefix}.powertools_limit_leases l
+    USING lapsed x
+    WHERE l.limit_name = x.limit_name AND l.partition_key = x.partition_key
+      AND l.owner = x.owner
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone_holds), (SELECT count(*) FROM gone_buckets)
+SELECT (SELECT count(*) FROM gone_holds), (SELECT count(*) FROM gone_buckets),
+       (SELECT count(*) FROM gone_leases)
 """
 
 
 class LimitsSweeper:
-    """``LeaderDuty``: forget dead concurrency holds and idle gates (bounded per run)."""
+    """``LeaderDuty``: forget dead concurrency holds, lapsed leases and idle gates (bounded
+    per run)."""
 
     name = "limits.sweep"
 
@@ -80,7 +100,7 @@ class LimitsSweeper:
             qualify(SWEEP, prefix), {"now": naive_utc(now), "limit": self.limit}
         )
         row = await cur.fetchone()
-        return int(row[0]) + int(row[1]) if row else 0
+        return int(row[0]) + int(row[1]) + int(row[2]) if row else 0
 
 
 def leader_duties(ctx: DutyContext) -> Iterable[LimitsSweeper]:

@@ -86,6 +86,10 @@ SELECT b.limit_name, b.partition_key, b.kind, b.capacity, b.span_us, b.level, b.
         JOIN {prefix}.oban_jobs j
           ON j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt
         WHERE h.limit_name = b.limit_name AND h.partition_key = b.partition_key)
+       + (SELECT coalesce(sum(l.slots), 0)
+          FROM {prefix}.powertools_limit_leases l
+          WHERE l.limit_name = b.limit_name AND l.partition_key = b.partition_key
+            AND l.expires_at > timezone('UTC', clock_timestamp()))
 FROM {prefix}.powertools_rate_buckets b
 WHERE b.limit_name = ANY(%(names)s::text[])
 ORDER BY b.limit_name, b.partition_key

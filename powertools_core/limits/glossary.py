@@ -25,7 +25,9 @@ a function of the args), e.g. one per tenant. A limit without partition_by has o
 partition.
 
 concurrency limit: global_limit caps the jobs executing under a limit across all nodes; \
-partition_limit caps them per partition. A slot is freed when the job leaves executing.
+partition_limit caps them per partition. A slot is taken while a job runs and freed when it \
+finishes; a worker process keeps freed slots leased for its next jobs, and gives back what it \
+has not needed within about a second.
 
 cooldown: an operator hold on a limit (or one partition) until a time, set by limiter cooldown \
 and lifted by limiter resume. It blocks regardless of tokens or slots.

@@ -72,7 +72,8 @@ WHERE name = %(name)s
 """
 
 # The state of some gates as admission would see it (without locking anything): the bucket's
-# level, or the executing holds of a concurrency gate; cooldowns of the limit and the gate.
+# level, or the taken slots of a concurrency gate (executing holds plus live leased slots);
+# cooldowns of the limit and the gate.
 SELECT_GATE_STATES: Final = """
 SELECT g.name, g.part, b.kind, b.level, b.refilled_at,
        CASE WHEN b.cooldown_until >= coalesce(l.cooldown_until, b.cooldown_until)
@@ -84,6 +85,10 @@ SELECT g.name, g.part, b.kind, b.level, b.refilled_at,
         JOIN {prefix}.oban_jobs j
           ON j.id = h.job_id AND j.state::text = 'executing' AND j.attempt = h.attempt
         WHERE h.limit_name = g.name AND h.partition_key = g.part)
+       + (SELECT coalesce(sum(l.slots), 0)
+          FROM {prefix}.powertools_limit_leases l
+          WHERE l.limit_name = g.name AND l.partition_key = g.part
+            AND l.expires_at > timezone('UTC', clock_timestamp()))
 FROM unnest(%(names)s::text[], %(parts)s::text[]) AS g(name, part)
 LEFT JOIN {prefix}.powertools_rate_buckets b
   ON b.limit_name = g.name AND b.partition_key = g.part

@@ -155,6 +155,8 @@ class Producer:
     def take_unstarted(self) -> list[Job]:
         jobs = list(self.buffer)
         self.buffer.clear()
+        for job in jobs:
+            self._forget(job.id)
         self._check_idle()
         return jobs
 
@@ -211,6 +213,7 @@ class Producer:
         for job in self.buffer:
             if job.id == job_id:
                 self.buffer.remove(job)
+                self._forget(job.id)
                 self.acker.push(outcomes.cancelled_by_operator(job, self.uuid, OPERATOR_CANCEL))
                 self._check_idle()
                 return True
@@ -395,8 +398,16 @@ class Producer:
             return [j for j in jobs if j.id not in skipped]
         return jobs
 
+    def _forget(self, job_id: int) -> None:
+        """The job will not run here (any more): free what admission gave it."""
+        finished = getattr(self.admission, "finished", None)
+        if finished is not None:
+            finished(job_id)
+
     async def _give_back(self, jobs: list[Job]) -> bool:
         """Release a claimed batch that will not run; False when the database did not answer."""
+        for job in jobs:
+            self._forget(job.id)
         try:
             conn = await self.fetch_slot.get()
             await release(conn, self.prefix, jobs, reason="admission_error")
@@ -443,6 +454,7 @@ class Producer:
     def _finish(self, job: Job, ack: Ack) -> None:
         self.acker.push(ack)
         self.running.pop(job.id, None)
+        self._forget(job.id)
         self.cancel_requested.discard(job.id)
         if self.buffer and not self.stopping:
             self._start(self.buffer.popleft())

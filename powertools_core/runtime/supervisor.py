@@ -109,6 +109,7 @@ class Runtime:
         self.leader: Leader | None = None
         self.heartbeat: Heartbeat | None = None
         self.health: HealthServer | None = None
+        self.admission: Admission | None = None
 
     # lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,7 +120,9 @@ class Runtime:
         self.executor = DaemonThreadPool(size)
         runner = SyncRunner(asyncio.get_running_loop(), self.executor)
         await self.acker.start()
-        admission = Admission(cfg.prefix, self.admission_slot, self.workers)
+        admission = self.admission = Admission(
+            cfg.prefix, self.admission_slot, self.workers, lease_ttl=cfg.rescue_after
+        )
         for queue, limit in cfg.queues.items():
             self.producers[queue] = Producer(
                 queue=queue,
@@ -219,6 +222,8 @@ class Runtime:
                 "grace period over: %d job(s) still running are left to the lifeline",
                 self.left_running,
             )
+        if self.admission is not None:
+            await self.admission.close()
         if self.notifier is not None:
             await self.notifier.stop()
         if self.heartbeat is not None:

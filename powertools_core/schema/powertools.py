@@ -26,6 +26,7 @@ TABLES: Final = (
     "powertools_workflow_steps",
     "powertools_workflow_edges",
     "powertools_signals",
+    "powertools_limit_leases",
 )
 
 # Indexes powertools owns on Oban's table (always named powertools_*).

@@ -86,7 +86,9 @@ def test_runtime_admission_asks_for_the_database_clock(
 
     seen: list[object] = []
 
-    async def recording(conn: object, prefix: str, jobs: list[object], now: object = "unset"):  # type: ignore[no-untyped-def]
+    async def recording(
+        conn: object, prefix: str, jobs: list[object], now: object = "unset", **options: object
+    ):  # type: ignore[no-untyped-def]
         seen.append(now)
         return jobs, []
 

@@ -149,6 +149,15 @@ def test_a_concurrency_limit_of_3_holds_across_3_processes(
         wait_for(lambda: completed(conn, s, 18), what="18 jobs to finish")
     # 15 slots across the processes, but never more than 3 running at once (and 3 were).
     assert max_overlap(conn, s) == 3
+    # Each process leased its slots; a drained process gives them all back as it stops, so
+    # the limit is whole again for whoever comes next (not only once the leases lapse).
+    left = conn.execute(
+        sql.SQL(
+            "SELECT (SELECT count(*) FROM {}.powertools_limit_leases),"
+            " (SELECT held FROM {}.powertools_rate_buckets WHERE limit_name = 'it-conc')"
+        ).format(sql.Identifier(s), sql.Identifier(s))
+    ).fetchone()
+    assert left == (0, 0)
 
 
 def test_partitions_are_independent(it_settings: Settings, conn: psycopg.Connection) -> None:
