@@ -160,6 +160,26 @@ def test_a_concurrency_limit_of_3_holds_across_3_processes(
     assert left == (0, 0)
 
 
+def test_an_idle_worker_gives_its_leased_slots_back_while_it_runs(
+    it_settings: Settings, conn: psycopg.Connection
+) -> None:
+    s = it_settings.prefix
+    seed(conn, s, runtime_app.ItConc, [{"sleep": 0.05}] * 6)
+    leased = sql.SQL("SELECT coalesce(sum(slots), 0) FROM {}.powertools_limit_leases").format(
+        sql.Identifier(s)
+    )
+    with workers(it_settings, "it_conc=5", 1) as (proc,):
+        wait_for(lambda: completed(conn, s, 6), what="6 jobs to finish")
+        # The keep-alive hands back slots no job needed for a whole interval: an idle
+        # process holds nothing, without stopping.
+        wait_for(
+            lambda: (conn.execute(leased).fetchone() or (None,))[0] == 0,
+            timeout=10,
+            what="the idle worker to give its leased slots back",
+        )
+        assert proc.poll() is None
+
+
 def test_partitions_are_independent(it_settings: Settings, conn: psycopg.Connection) -> None:
     s = it_settings.prefix
     args = [{"tenant": t, "sleep": 0.15} for t in ("a", "b", "c") for _ in range(4)]
