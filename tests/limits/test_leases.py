@@ -8,15 +8,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powertools_core.config import Settings
 from powertools_core.jobs.model import Job
-from powertools_core.limits.admission import lease, run_admission
+from powertools_core.limits.admission import _lease_admission, lease, run_admission
 from powertools_core.limits.declarations import Demand, Gate
 from powertools_core.limits.duties import LimitsSweeper
 from powertools_core.limits.leases import Grant, LeaseBook, Request
+from powertools_core.limits.reservation import Blocked, GateState, compute_reservation
 
 WALL = datetime(2026, 6, 1, 12, 0, 0)
 G1 = Gate("c", "t1", "partition_concurrency", 3)
@@ -331,3 +332,79 @@ def test_leases_the_database_could_not_confirm_are_not_used() -> None:
     book.forget([r.key])
     assert book.decide("s", [(1, _d(G1))], 0.1, WALL)[0] is not None
     assert [(q.need, q.extra) for q in book.requests("s", [_d(G1)], 0.1, WALL)] == [(0, 0)]
+
+
+@st.composite
+def lease_ops(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    shape = st.sampled_from(["p1", "p2", "global", "p1+global"])
+    op = st.one_of(
+        st.tuples(st.just("batch"), st.lists(shape, min_size=1, max_size=6)),
+        st.tuples(st.just("finish"), st.integers(min_value=0, max_value=20)),
+        st.tuples(st.just("keep"), st.just(0)),
+        st.tuples(st.just("unconfirmed"), st.just(0)),
+    )
+    return draw(st.lists(op, min_size=1, max_size=14))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(lease_ops())
+def test_one_process_on_leases_gives_the_verdicts_of_the_pure_rule(
+    installed: Settings, ops: list[tuple[Any, ...]]
+) -> None:
+    """With no other process on its gates, admission from leased slots (growing, giving back
+    and renewing them against the database) admits exactly the jobs ``compute_reservation``
+    admits, counting the running jobs, in priority order."""
+    p1 = Gate("lp", "p1", "partition_concurrency", 2)
+    p2 = Gate("lp", "p2", "partition_concurrency", 1)
+    glob = Gate("lg", "", "concurrency", 3)
+    shapes = {"p1": [p1], "p2": [p2], "global": [glob], "p1+global": [p1, glob]}
+
+    async def play() -> None:
+        assert installed.database_url
+        async with await psycopg.AsyncConnection.connect(
+            installed.database_url, autocommit=True
+        ) as c:
+            await c.execute(
+                f'TRUNCATE "{installed.prefix}".powertools_rate_buckets, '
+                f'"{installed.prefix}".powertools_limit_leases'
+            )
+            book = LeaseBook()
+            running: dict[int, list[Gate]] = {}
+            next_id = 1
+            for op in ops:
+                if op[0] == "batch":
+                    jobs = []
+                    for name in op[1]:
+                        job = Job(id=next_id, state="executing", queue="q", worker="w", args={})
+                        jobs.append((job, _d(*shapes[name])))
+                        next_id += 1
+                    got = await _lease_admission(c, installed.prefix, jobs, book, "solo", 30.0)
+                    for (job, demands), refusal in zip(jobs, got, strict=True):
+                        counts = {
+                            g: sum(g in gs for gs in running.values()) for g in (p1, p2, glob)
+                        }
+                        verdicts = [
+                            compute_reservation(GateState(counts[d.gate], WALL), d.gate, 1, WALL)
+                            for d in demands
+                        ]
+                        expected = next((v for v in verdicts if isinstance(v, Blocked)), None)
+                        if expected is None:
+                            assert refusal is None
+                            running[job.id] = [d.gate for d in demands]
+                        else:
+                            assert refusal is not None and refusal.code == expected.code
+                elif op[0] == "finish":
+                    if running:
+                        job_id = sorted(running)[op[1] % len(running)]
+                        del running[job_id]
+                        book.free(job_id)
+                elif op[0] == "keep":
+                    await lease(c, installed.prefix, book, "solo", book.keep_alive())
+                else:
+                    book.forget(list(book.leases))
+
+    asyncio.run(play())
